@@ -1,0 +1,1 @@
+"""Sans-IO logic of the agent: no sockets, no clock, no printing."""

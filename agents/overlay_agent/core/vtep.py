@@ -1,0 +1,302 @@
+"""The VTEP's forwarding decisions (RFC 7348), free of I/O.
+
+The data-plane threads hand every frame read from an endpoint's TAP to :meth:`VtepCore.from_port`
+and every datagram read from the underlay socket to :meth:`VtepCore.from_underlay`; both return a
+list of actions for the caller to carry out:
+
+* ``(SEND, (ip, port), datagram)`` - send a VXLAN datagram to a remote VTEP;
+* ``(DELIVER, port_id, frame)`` - write an Ethernet frame to a local endpoint's TAP.
+
+State is replaced, never mutated in place, so the data-plane threads may read it while the
+control thread installs a new table (reference assignment is atomic under the GIL). Counters are
+split by direction: the receive path and the transmit path each own theirs.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Dict, FrozenSet, List, Optional, Tuple
+
+from overlay_agent.wire.vxlan import FLAG_I, HEADER_LEN
+
+SEND = 0
+DELIVER = 1
+
+Addr = Tuple[str, int]
+Action = Tuple[int, object, bytes]
+
+_ETH_P_ARP = b"\x08\x06"
+_ARP_ETH_IPV4 = b"\x00\x01\x08\x00\x06\x04"
+_MIN_FRAME = 14
+_VNI = struct.Struct("!I")
+
+# Drop reasons: stable names, they appear in counters and reports.
+DROP_SHORT = "short-header"
+DROP_NO_I_FLAG = "no-i-flag"
+DROP_NON_MEMBER = "non-member-vtep"
+DROP_UNKNOWN_VNI = "unknown-vni"
+DROP_RUNT = "runt-frame"
+DROP_UNKNOWN_DST = "unknown-destination"
+DROP_NO_PORT = "unknown-port"
+DROP_HAIRPIN = "hairpin"
+
+RX_KEYS = ("rx_packets", "rx_bytes")
+TX_KEYS = ("tx_packets", "tx_bytes", "local_packets", "flooded", "arp_suppressed")
+
+
+class VniState:
+    """What one VNI needs on the hot path. Built whole by :class:`VtepCore`, then only read."""
+
+    __slots__ = ("arp", "header", "local_ports", "macs", "remote_vteps", "vni")
+
+    def __init__(
+        self,
+        vni: int,
+        macs: Dict[bytes, Tuple[int, object]],
+        arp: Dict[bytes, bytes],
+        local_ports: Tuple[int, ...],
+        remote_vteps: Tuple[Addr, ...],
+    ) -> None:
+        self.vni = vni
+        #: MAC -> (SEND, vtep address) or (DELIVER, port id)
+        self.macs = macs
+        #: IPv4 address (4 packed bytes) -> MAC, for ARP suppression
+        self.arp = arp
+        self.local_ports = local_ports
+        self.remote_vteps = remote_vteps
+        self.header = bytes((FLAG_I, 0, 0, 0)) + _VNI.pack(vni << 8)
+
+
+class Counters:
+    """Per-VNI counters for one direction, plus drops by reason."""
+
+    def __init__(self, keys: Tuple[str, ...]) -> None:
+        self.keys = keys
+        self.per_vni: Dict[int, Dict[str, int]] = {}
+        self.drops: Dict[str, int] = {}
+        self.vni_drops: Dict[int, Dict[str, int]] = {}
+
+    def vni(self, vni: int) -> Dict[str, int]:
+        c = self.per_vni.get(vni)
+        if c is None:
+            c = self.per_vni[vni] = dict.fromkeys(self.keys, 0)
+        return c
+
+    def drop(self, reason: str, vni: Optional[int] = None) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        if vni is not None:
+            d = self.vni_drops.setdefault(vni, {})
+            d[reason] = d.get(reason, 0) + 1
+
+
+class VtepCore:
+    """Forwarding state of one VTEP: local ports, remote mappings, accepted member VTEPs."""
+
+    def __init__(self) -> None:
+        self.vnis: Dict[int, VniState] = {}
+        #: port id -> (vni, mac)
+        self.ports: Dict[int, Tuple[int, bytes]] = {}
+        self.members: FrozenSet[str] = frozenset()
+        self.rx = Counters(RX_KEYS)
+        self.tx = Counters(TX_KEYS)
+        # The configuration the VniStates are built from (control side only).
+        self._networks: Dict[int, Dict[str, object]] = {}
+
+    # -- control side -------------------------------------------------------------------------
+    def add_network(self, vni: int) -> None:
+        if vni not in self._networks:
+            self._networks[vni] = {"local": {}, "remote": {}}
+            self._rebuild(vni)
+
+    def remove_network(self, vni: int) -> None:
+        self._networks.pop(vni, None)
+        self.ports = {p: v for p, v in self.ports.items() if v[0] != vni}
+        vnis = dict(self.vnis)
+        vnis.pop(vni, None)
+        self.vnis = vnis
+
+    def add_port(self, port_id: int, vni: int, mac: bytes, ip: Optional[bytes]) -> None:
+        """A local endpoint on ``vni`` with its MAC and packed IPv4 address."""
+        net = self._network(vni)
+        local: Dict[int, Tuple[bytes, Optional[bytes]]] = net["local"]  # type: ignore[assignment]
+        local[port_id] = (mac, ip)
+        ports = dict(self.ports)
+        ports[port_id] = (vni, mac)
+        self.ports = ports
+        self._rebuild(vni)
+
+    def remove_port(self, port_id: int) -> None:
+        entry = self.ports.get(port_id)
+        if entry is None:
+            return
+        vni = entry[0]
+        ports = dict(self.ports)
+        del ports[port_id]
+        self.ports = ports
+        local = self._networks[vni]["local"]
+        local.pop(port_id, None)  # type: ignore[attr-defined]
+        self._rebuild(vni)
+
+    def set_remote(
+        self, vni: int, entries: List[Tuple[bytes, Optional[bytes], Addr]], vteps: List[Addr]
+    ) -> None:
+        """Replace what ``vni`` knows of remote endpoints: (MAC, packed IP or None, VTEP)."""
+        net = self._network(vni)
+        net["remote"] = {mac: (ip, (str(a[0]), int(a[1]))) for mac, ip, a in entries}
+        net["vteps"] = tuple(sorted({(str(a[0]), int(a[1])) for a in vteps}))
+        self._rebuild(vni)
+
+    def set_members(self, ips: List[str]) -> None:
+        """The underlay addresses from which VXLAN is accepted."""
+        self.members = frozenset(ips)
+
+    def _network(self, vni: int) -> Dict[str, object]:
+        net = self._networks.get(vni)
+        if net is None:
+            raise KeyError(f"VNI {vni} is not configured on this VTEP")
+        return net
+
+    def _rebuild(self, vni: int) -> None:
+        net = self._networks[vni]
+        local: Dict[int, Tuple[bytes, Optional[bytes]]] = net["local"]  # type: ignore[assignment]
+        remote: Dict[bytes, Tuple[Optional[bytes], Addr]] = net["remote"]  # type: ignore[assignment]
+        vteps: Tuple[Addr, ...] = net.get("vteps", ())  # type: ignore[assignment]
+        macs: Dict[bytes, Tuple[int, object]] = {}
+        arp: Dict[bytes, bytes] = {}
+        for mac, (ip, addr) in remote.items():
+            macs[mac] = (SEND, addr)
+            if ip is not None:
+                arp[ip] = mac
+        for port_id, (mac, ip) in local.items():
+            macs[mac] = (DELIVER, port_id)
+            if ip is not None:
+                arp[ip] = mac
+        flood = set(vteps) | {addr for _, addr in remote.values()}
+        state = VniState(vni, macs, arp, tuple(sorted(local)), tuple(sorted(flood)))
+        vnis = dict(self.vnis)
+        vnis[vni] = state
+        self.vnis = vnis
+
+    # -- data side ----------------------------------------------------------------------------
+    def from_port(self, port_id: int, frame: bytes) -> List[Action]:
+        """A frame an endpoint sent: encapsulate, deliver locally, or answer ARP for it."""
+        entry = self.ports.get(port_id)
+        if entry is None:
+            self.tx.drop(DROP_NO_PORT)
+            return []
+        vni = entry[0]
+        state = self.vnis[vni]
+        if len(frame) < _MIN_FRAME:
+            self.tx.drop(DROP_RUNT, vni)
+            return []
+        c = self.tx.vni(vni)
+        dst = frame[:6]
+        hit = state.macs.get(dst)
+        if hit is not None:
+            kind, where = hit
+            if kind == SEND:
+                c["tx_packets"] += 1
+                c["tx_bytes"] += len(frame)
+                return [(SEND, where, state.header + frame)]
+            if where == port_id:
+                self.tx.drop(DROP_HAIRPIN, vni)
+                return []
+            c["local_packets"] += 1
+            return [(DELIVER, where, frame)]
+        if not dst[0] & 1:
+            self.tx.drop(DROP_UNKNOWN_DST, vni)
+            return []
+        # Broadcast or multicast. An ARP request for a known address is answered right here.
+        if frame[12:14] == _ETH_P_ARP and len(frame) >= 42 and frame[14:20] == _ARP_ETH_IPV4:
+            if frame[20:22] == b"\x00\x01":  # request
+                mac = state.arp.get(frame[38:42])
+                if mac is not None:
+                    c["arp_suppressed"] += 1
+                    return [(DELIVER, port_id, _arp_reply(frame, mac))]
+        actions: List[Action] = []
+        if state.remote_vteps:
+            packet = state.header + frame
+            for addr in state.remote_vteps:
+                actions.append((SEND, addr, packet))
+            c["flooded"] += 1
+            c["tx_packets"] += len(state.remote_vteps)
+            c["tx_bytes"] += len(frame) * len(state.remote_vteps)
+        for other in state.local_ports:
+            if other != port_id:
+                actions.append((DELIVER, other, frame))
+        return actions
+
+    def from_underlay(self, src_ip: str, datagram: bytes) -> List[Action]:
+        """A datagram from the underlay: check who sent it and what it is, then decapsulate."""
+        if src_ip not in self.members:
+            self.rx.drop(DROP_NON_MEMBER)
+            return []
+        if len(datagram) < HEADER_LEN:
+            self.rx.drop(DROP_SHORT)
+            return []
+        if not datagram[0] & FLAG_I:
+            self.rx.drop(DROP_NO_I_FLAG)
+            return []
+        vni = _VNI.unpack_from(datagram, 4)[0] >> 8
+        state = self.vnis.get(vni)
+        if state is None:
+            self.rx.drop(DROP_UNKNOWN_VNI)
+            return []
+        frame = datagram[HEADER_LEN:]
+        if len(frame) < _MIN_FRAME:
+            self.rx.drop(DROP_RUNT, vni)
+            return []
+        dst = frame[:6]
+        c = self.rx.vni(vni)
+        if dst[0] & 1:
+            c["rx_packets"] += 1
+            c["rx_bytes"] += len(frame)
+            return [(DELIVER, p, frame) for p in state.local_ports]
+        hit = state.macs.get(dst)
+        if hit is None or hit[0] != DELIVER:
+            self.rx.drop(DROP_UNKNOWN_DST, vni)
+            return []
+        c["rx_packets"] += 1
+        c["rx_bytes"] += len(frame)
+        return [(DELIVER, hit[1], frame)]
+
+    # -- reporting ----------------------------------------------------------------------------
+    def counters(self) -> Dict[str, object]:
+        """A JSON-ready snapshot: per VNI rx/tx counts and drops, and drops before any VNI."""
+        vnis: Dict[str, Dict[str, object]] = {}
+        for vni in sorted(set(self.vnis) | set(self.rx.per_vni) | set(self.tx.per_vni)):
+            row: Dict[str, object] = dict.fromkeys(RX_KEYS + TX_KEYS, 0)
+            row.update(self.rx.per_vni.get(vni, {}))
+            row.update(self.tx.per_vni.get(vni, {}))
+            drops: Dict[str, int] = {}
+            for src in (self.rx.vni_drops.get(vni, {}), self.tx.vni_drops.get(vni, {})):
+                for k, v in src.items():
+                    drops[k] = drops.get(k, 0) + v
+            row["drops"] = drops
+            vnis[str(vni)] = row
+        drops_all: Dict[str, int] = {}
+        for src in (self.rx.drops, self.tx.drops):
+            for k, v in src.items():
+                drops_all[k] = drops_all.get(k, 0) + v
+        return {"vnis": vnis, "drops": drops_all}
+
+
+def _arp_reply(request: bytes, mac: bytes) -> bytes:
+    """The Ethernet frame answering an ARP request (already checked to be Ethernet/IPv4)."""
+    sender_mac = request[22:28]
+    sender_ip = request[28:32]
+    target_ip = request[38:42]
+    return (
+        sender_mac
+        + mac
+        + _ETH_P_ARP
+        + _ARP_ETH_IPV4
+        + b"\x00\x02"
+        + mac
+        + target_ip
+        + sender_mac
+        + sender_ip
+    )
+
+
+__all__ = ["DELIVER", "SEND", "VtepCore"]

@@ -1,0 +1,1 @@
+"""The agent's I/O: TAP devices, sockets, namespaces, threads."""

@@ -1,0 +1,5 @@
+"""pytest-overlay: test and diagnose overlay (VXLAN) networks from pytest."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,97 @@
+"""Reachability: every ordered pair of endpoints, ICMP echo and a 64 KiB TCP transfer.
+
+A payload far larger than the MTU is the point: "small requests work but large payloads time
+out" is the classic overlay failure, and a ping alone does not see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any, Dict, List, Tuple
+
+from pytest_overlay.errors import OverlayError
+from pytest_overlay.models import CheckResult, EndpointPlan, RunPlan
+from pytest_overlay.session import OverlaySession
+
+NAME = "reachability"
+TRANSFER_BYTES = 64 * 1024
+PING_COUNT = 3
+PER_HOST_PARALLEL = 8
+
+
+def pairs(plan: RunPlan) -> List[Tuple[EndpointPlan, EndpointPlan, int]]:
+    """Ordered pairs of distinct endpoints on the same network, with its VNI."""
+    out = []
+    for net in plan.networks:
+        eps = [ep for ep in plan.endpoints if ep.network == net.name]
+        for a in eps:
+            for b in eps:
+                if a is not b:
+                    out.append((a, b, net.vni))
+    return out
+
+
+def test_ids(plan: RunPlan) -> List[str]:
+    return [f"{a.label}->{b.label}[vni={vni}]" for a, b, vni in pairs(plan)]
+
+
+def judge(ping: Dict[str, Any], tcp: Dict[str, Any]) -> Tuple[str, str]:
+    """Outcome and message from one pair's ping and transfer results."""
+    got = int(ping.get("received", 0))
+    sent = int(ping.get("sent", 0))
+    ok_tcp = bool(tcp.get("ok"))
+    if got and ok_tcp:
+        lost = f", {sent - got} of {sent} pings lost" if got < sent else ""
+        return "pass", f"ICMP echo and {TRANSFER_BYTES // 1024} KiB TCP transfer passed{lost}"
+    why = tcp.get("error") or "transfer failed"
+    if got and not ok_tcp:
+        return "fail", (
+            f"ICMP echo passes but the {TRANSFER_BYTES // 1024} KiB TCP transfer fails ({why}): "
+            "small packets pass while large ones stall, the classic overlay MTU problem; "
+            "run the pmtu check"
+        )
+    if ok_tcp:
+        return "fail", f"TCP works but all {sent} ICMP echo requests went unanswered (ICMP filtered?)"
+    return "fail", f"unreachable: no reply to {sent} ICMP echo requests and TCP failed ({why})"
+
+
+async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, vni: int,
+                limit: asyncio.Semaphore) -> CheckResult:
+    started = time.monotonic()
+    base = {"check": NAME, "src": src.label, "dst": dst.label, "vni": vni}
+    for host in (src.host, dst.host):
+        st = session.hosts[host]
+        if not st.ok:
+            return CheckResult(**base, outcome="error",
+                               message=f"host {host} is not available: {st.error or 'agent down'}")
+    client = session.client(src.host)
+    async with limit:
+        try:
+            ping = await client.call("ping", endpoint=src.name, dst=dst.ip, count=PING_COUNT,
+                                     size=56, timeout=1.0, interval=0.02)
+            tcp = await client.call("tcp_transfer", endpoint=src.name, dst=dst.ip,
+                                    nbytes=TRANSFER_BYTES, timeout=5.0)
+        except OverlayError as e:
+            return CheckResult(**base, outcome="error", message=e.message,
+                               duration_ms=(time.monotonic() - started) * 1000)
+    outcome, message = judge(ping, tcp)
+    rtts = ping.get("rtts_ms") or []
+    details: Dict[str, Any] = {
+        "src_ip": src.ip, "dst_ip": dst.ip,
+        "ping": {"sent": ping.get("sent"), "received": ping.get("received"),
+                 "rtt_ms_min": round(min(rtts), 3) if rtts else None,
+                 "rtt_ms_avg": round(statistics.fmean(rtts), 3) if rtts else None,
+                 "rtt_ms_max": round(max(rtts), 3) if rtts else None},
+        "tcp": tcp,
+    }
+    return CheckResult(**base, outcome=outcome, message=message, details=details,
+                       duration_ms=round((time.monotonic() - started) * 1000, 3))
+
+
+async def run(session: OverlaySession) -> List[CheckResult]:
+    limits = {h: asyncio.Semaphore(PER_HOST_PARALLEL) for h in session.hosts}
+    return list(await asyncio.gather(*(
+        _pair(session, a, b, vni, limits[a.host]) for a, b, vni in pairs(session.plan)
+    )))

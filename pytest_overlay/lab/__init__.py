@@ -1,0 +1,1 @@
+"""Local mode: a lab of network namespaces standing in for hosts on an underlay."""

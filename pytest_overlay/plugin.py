@@ -1,0 +1,109 @@
+"""pytest entry point: options (group "overlay") and hook wiring. The logic lives elsewhere."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any, List, Optional
+
+import pytest
+
+from pytest_overlay.errors import ConfigError
+
+_KEY = pytest.StashKey["OverlayPlugin"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("overlay", "overlay network (VXLAN) tests")
+    g.addoption("--overlay-local", metavar="N",
+                help="build N hosts (2..250) as network namespaces on one machine (needs root)")
+    g.addoption("--overlay-audit", action="store_true",
+                help="run the built-in audit (reachability of every endpoint pair); "
+                     "with no test paths given, only the audit runs")
+    g.addoption("--overlay-report", metavar="FILE", help="write the JSON report to FILE")
+    g.addoption("--overlay-vni", type=int, default=4096, help="VNI of the default network (4096)")
+    g.addoption("--overlay-subnet", default="10.10.0.0/16",
+                help="inner subnet of the default network (10.10.0.0/16)")
+    g.addoption("--overlay-mtu", type=int, default=1450,
+                help="MTU of the default network's endpoints (1450)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("overlay_local") is None:
+        if config.getoption("overlay_audit"):
+            raise pytest.UsageError("--overlay-audit needs hosts: give --overlay-local=N")
+        return
+    from pytest_overlay.options import run_from_options
+
+    try:
+        run = run_from_options(config)
+    except ConfigError as e:
+        raise pytest.UsageError(str(e)) from None
+    plugin = OverlayPlugin(config, run)
+    config.stash[_KEY] = plugin
+    config.pluginmanager.register(plugin, "overlay-run")
+
+
+class OverlayPlugin:
+    def __init__(self, config: pytest.Config, run: Any) -> None:
+        self.config = config
+        self.run = run
+        self.audit = bool(config.getoption("overlay_audit"))
+        report = config.getoption("overlay_report")
+        self.report_path: Optional[Path] = Path(report) if report else None
+        self._old_term: Any = None
+        if hasattr(signal, "SIGTERM"):
+            try:
+                self._old_term = signal.signal(signal.SIGTERM, self._on_term)
+            except ValueError:  # not the main thread
+                self._old_term = None
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    def _audit_only(self) -> bool:
+        source = getattr(self.config, "args_source", None)
+        return self.audit and source is not None and source != pytest.Config.ArgsSource.ARGS
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_ignore_collect(self, collection_path: Path) -> Optional[bool]:
+        return True if self._audit_only() else None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, items: List[pytest.Item]) -> None:
+        if self.audit:
+            from pytest_overlay.items import audit_items
+
+            items.extend(audit_items(session, self.run, ["reachability"]))
+
+    @pytest.fixture(scope="session")
+    def overlay(self) -> Any:
+        """Name: overlay / Scope: session / Depends: --overlay-local.
+
+        The running overlay (:class:`~pytest_overlay.runner.OverlayRun`), started on first use.
+        """
+        self.run.start()
+        if self.run.start_error:
+            pytest.fail(f"the overlay did not start: {self.run.start_error}", pytrace=False)
+        return self.run
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        report = self.run.teardown()
+        if self._old_term is not None:
+            signal.signal(signal.SIGTERM, self._old_term)
+        if report is not None and self.report_path is not None:
+            from pytest_overlay.report import write_json
+
+            write_json(report, self.report_path)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        report = self.run.report
+        if report is None:
+            return
+        from pytest_overlay.report import render
+
+        tw = terminalreporter._tw
+        terminalreporter.section("overlay")
+        terminalreporter.write(render(report, width=tw.fullwidth, color=tw.hasmarkup))
+        if self.report_path is not None:
+            terminalreporter.write_line(f"overlay report: {self.report_path}")
