@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import pytest
 
@@ -62,10 +62,16 @@ class AuditItem(pytest.Item):
         return ("overlay-audit", None, f"{self.check} {self.name}")
 
 
-def audit_items(session: pytest.Session, run: OverlayRun, checks: List[str]) -> Iterator[pytest.Item]:
-    root = AuditCollector.from_parent(session, name="overlay-audit", run=run, checks=checks)
+def audit_items(session: pytest.Session, run: OverlayRun, checks: List[str]) -> List[pytest.Item]:
+    """The audit's items, announced through ``pytest_collectreport`` like collected ones."""
+    root = AuditCollector.from_parent(session, name="overlay-audit", nodeid="overlay-audit",
+                                      run=run, checks=checks)
+    items: List[pytest.Item] = []
     for coll in root.collect():
         assert isinstance(coll, pytest.Collector)
-        for item in coll.collect():
-            assert isinstance(item, pytest.Item)
-            yield item
+        found: List[Union[pytest.Item, pytest.Collector]] = [
+            i for i in coll.collect() if isinstance(i, pytest.Item)]
+        session.ihook.pytest_collectreport(
+            report=pytest.CollectReport(coll.nodeid, "passed", None, [*found]))
+        items.extend(i for i in found if isinstance(i, pytest.Item))
+    return items

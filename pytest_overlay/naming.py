@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import signal
-from typing import List
+from typing import Iterable, List, Optional
 
 PREFIX_RE = re.compile(r"^ov[0-9a-f]{6}$")
 ANY_PREFIX_RE = re.compile(r"^(ov[0-9a-f]{6})-")
@@ -29,7 +29,8 @@ def check_prefix(prefix: str) -> str:
 def namespaces(prefix: str) -> List[str]:
     """Network namespaces of the run (``/run/netns/<prefix>-*``)."""
     try:
-        return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix + "-"))
+        return sorted(n for n in os.listdir("/run/netns")
+                      if n.startswith(prefix + "-" if prefix else ""))
     except OSError:
         return []
 
@@ -51,8 +52,11 @@ def processes(prefix: str) -> List[int]:
     return found
 
 
-def kill_processes(prefix: str) -> List[int]:
-    pids = processes(prefix)
+def kill_processes(prefix: str, spare: Iterable[Optional[int]] = ()) -> List[int]:
+    """SIGKILL the run's processes, except ``spare`` (e.g. the controller, whose command line
+    names the prefix when it was given with ``--overlay-prefix``)."""
+    keep = set(spare)
+    pids = [p for p in processes(prefix) if p not in keep]
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)

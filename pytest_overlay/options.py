@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from pytest_overlay.errors import ConfigError
 from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.models import NetworkSpec
+from pytest_overlay.naming import check_prefix
 from pytest_overlay.runner import OverlayRun
 
 
@@ -23,14 +24,25 @@ def _network(config: pytest.Config) -> NetworkSpec:
                           "see pytest --help, group 'overlay'") from None
 
 
+def _prefix(config: pytest.Config) -> str | None:
+    prefix = config.getoption("overlay_prefix")
+    if prefix is None:
+        return None
+    try:
+        return check_prefix(prefix)
+    except ValueError as e:
+        raise ConfigError(f"--overlay-prefix: {e}", "e.g. --overlay-prefix=ov0a1b2c") from None
+
+
 def run_from_options(config: pytest.Config) -> OverlayRun:
     local = str(config.getoption("overlay_local"))
     network = _network(config)
+    prefix = _prefix(config)
     if local.isdigit():
         n = int(local)
         if not 2 <= n <= 250:
             raise ConfigError(f"--overlay-local={n}: the lab takes 2 to 250 hosts",
                               "e.g. --overlay-local=3")
-        return OverlayRun.local(LabTopology.flat(n), network)
+        return OverlayRun.local(LabTopology.flat(n), network, prefix=prefix)
     raise ConfigError(f"--overlay-local={local}: expected a number of hosts (2..250)",
                       "e.g. --overlay-local=3; topology files come with the fault lab")

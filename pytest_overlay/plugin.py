@@ -21,6 +21,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="run the built-in audit (reachability of every endpoint pair); "
                      "with no test paths given, only the audit runs")
     g.addoption("--overlay-report", metavar="FILE", help="write the JSON report to FILE")
+    g.addoption("--overlay-prefix", metavar="PREFIX",
+                help="run prefix ('ov' + 6 hex digits) carried by every name the run makes; "
+                     "random by default")
     g.addoption("--overlay-vni", type=int, default=4096, help="VNI of the default network (4096)")
     g.addoption("--overlay-subnet", default="10.10.0.0/16",
                 help="inner subnet of the default network (10.10.0.0/16)")

@@ -47,8 +47,8 @@ def _matrix(results: List[CheckResult], vni: Optional[int]) -> Table:
     srcs = sorted({r.src for r in results if r.src}, key=_natural)
     dsts = sorted({r.dst for r in results if r.dst}, key=_natural)
     by_pair = {(r.src, r.dst): r for r in results}
-    t = Table(title=f"Reachability, VNI {vni} (rows: source, columns: destination; avg RTT ms)",
-              title_justify="left")
+    t = Table(title=f"Reachability VNI {vni}", title_justify="left",
+              caption="rows: source, columns: destination; cells: avg RTT ms", caption_justify="left")
     t.add_column("src \\ dst")
     for d in dsts:
         t.add_column(d, justify="center")

@@ -30,7 +30,13 @@ class AgentClient:
     def alive(self) -> bool:
         return self._closed is None
 
-    async def call(self, method: str, timeout: Optional[float] = 30.0, **params: Any) -> Any:
+    @property
+    def closed_reason(self) -> str:
+        return self._closed or ""
+
+    async def call(self, method: str, rpc_timeout: Optional[float] = 30.0, **params: Any) -> Any:
+        """Call ``method`` with ``params``; ``rpc_timeout`` bounds the wait for the answer."""
+        timeout = rpc_timeout
         if self._closed is not None:
             raise AgentGone(self.host, f"cannot call {method}: {self._closed}")
         req_id = next(self._ids)

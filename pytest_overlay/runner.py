@@ -49,6 +49,7 @@ class OverlayRun:
         self._session: Optional[OverlaySession] = None
         self._lab: Optional[NetLab] = None
         self._workdir: Optional[Path] = None
+        self._keeper: Any = None
         self._started = False
         self._finished = False
         self._lock = threading.Lock()
@@ -83,7 +84,10 @@ class OverlayRun:
 
     def _start(self) -> None:
         from pytest_overlay.deploy import build_agent
+        from pytest_overlay.lab import keeper
 
+        # First the watchdog: whatever happens to this process from here on, it cleans up.
+        self._keeper = keeper.start(self.prefix)
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         pyz = build_agent(self._workdir)
         self._loop = LoopThread()
@@ -150,11 +154,15 @@ class OverlayRun:
             finally:
                 if self._loop is not None:
                     self._loop.stop()
-                kill_processes(self.prefix)
+                kill_processes(self.prefix, spare=[self._keeper.pid if self._keeper else None])
                 if self._lab is not None:
                     self._lab.destroy()
                 if self._workdir is not None:
                     shutil.rmtree(self._workdir, ignore_errors=True)
+                if self._keeper is not None:
+                    from pytest_overlay.lab import keeper
+
+                    keeper.stop(self._keeper)
             self.timings["teardown_s"] = round(time.monotonic() - t0, 3)
             self.report = self._build_report()
             atexit.unregister(self.teardown)

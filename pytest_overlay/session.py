@@ -48,7 +48,12 @@ class HostState:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok" and self.handle is not None and self.handle.client.alive
+        if self.status != "ok" or self.handle is None:
+            return False
+        if not self.handle.client.alive:
+            self.fail(f"the agent is gone mid-run ({self.handle.client.closed_reason})")
+            return False
+        return True
 
     def fail(self, error: str) -> None:
         self.status = "error"
@@ -91,7 +96,7 @@ class OverlaySession:
     async def _start_host(self, st: HostState) -> None:
         try:
             st.handle = await self._starter(st.plan)
-            st.hello = await st.handle.client.call("hello", protocol=1, timeout=15)
+            st.hello = await st.handle.client.call("hello", protocol=1, rpc_timeout=15)
             caps = st.hello.get("capabilities", {})
             missing = [k for k in ("root", "tun", "iproute2") if not caps.get(k)]
             if missing:
@@ -150,7 +155,7 @@ class OverlaySession:
     async def collect_counters(self) -> None:
         async def one(st: HostState) -> None:
             with contextlib.suppress(Exception):
-                st.counters = await self.client(st.plan.name).call("counters", timeout=5)
+                st.counters = await self.client(st.plan.name).call("counters", rpc_timeout=5)
 
         await asyncio.gather(*(one(st) for st in self.hosts.values() if st.ok))
 

@@ -46,10 +46,8 @@ class Endpoint:
 def capabilities() -> Dict[str, Any]:
     """What this host can do: decides which checks run here (never assumed, always probed)."""
     tun = os.path.exists("/dev/net/tun") and os.access("/dev/net/tun", os.R_OK | os.W_OK)
-    has_ip = any(
-        os.access(os.path.join(d, "ip"), os.X_OK)
-        for d in os.environ.get("PATH", "/usr/sbin:/sbin:/usr/bin:/bin").split(":") + ["/sbin", "/usr/sbin"]
-    )
+    path = os.environ.get("PATH", "/usr/bin:/bin").split(":")
+    has_ip = any(os.access(os.path.join(d, "ip"), os.X_OK) for d in [*path, "/sbin", "/usr/sbin"])
     return {
         "root": os.geteuid() == 0,
         "tun": tun,

@@ -60,7 +60,7 @@ def judge(ping: Dict[str, Any], tcp: Dict[str, Any]) -> Tuple[str, str]:
 async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, vni: int,
                 limit: asyncio.Semaphore) -> CheckResult:
     started = time.monotonic()
-    base = {"check": NAME, "src": src.label, "dst": dst.label, "vni": vni}
+    base: Dict[str, Any] = {"check": NAME, "src": src.label, "dst": dst.label, "vni": vni}
     for host in (src.host, dst.host):
         st = session.hosts[host]
         if not st.ok:
@@ -86,7 +86,7 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
                  "rtt_ms_max": round(max(rtts), 3) if rtts else None},
         "tcp": tcp,
     }
-    return CheckResult(**base, outcome=outcome, message=message, details=details,
+    return CheckResult(**base, outcome=outcome, message=message, details=details,  # type: ignore[arg-type]
                        duration_ms=round((time.monotonic() - started) * 1000, 3))
 
 

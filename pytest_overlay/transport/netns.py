@@ -29,7 +29,7 @@ class NetnsAgent:
     async def stop(self, timeout: float = 5.0) -> None:
         if self.proc.returncode is None and self.client.alive:
             with contextlib.suppress(Exception):
-                await self.client.call("shutdown", timeout=timeout)
+                await self.client.call("shutdown", rpc_timeout=timeout)
         with contextlib.suppress(Exception):
             assert self.proc.stdin is not None
             self.proc.stdin.close()

@@ -207,12 +207,12 @@ class VtepCore:
             self.tx.drop(DROP_UNKNOWN_DST, vni)
             return []
         # Broadcast or multicast. An ARP request for a known address is answered right here.
-        if frame[12:14] == _ETH_P_ARP and len(frame) >= 42 and frame[14:20] == _ARP_ETH_IPV4:
-            if frame[20:22] == b"\x00\x01":  # request
-                mac = state.arp.get(frame[38:42])
-                if mac is not None:
-                    c["arp_suppressed"] += 1
-                    return [(DELIVER, port_id, _arp_reply(frame, mac))]
+        if (frame[12:14] == _ETH_P_ARP and len(frame) >= 42 and frame[14:20] == _ARP_ETH_IPV4
+                and frame[20:22] == b"\x00\x01"):  # an Ethernet/IPv4 ARP request
+            mac = state.arp.get(frame[38:42])
+            if mac is not None:
+                c["arp_suppressed"] += 1
+                return [(DELIVER, port_id, _arp_reply(frame, mac))]
         actions: List[Action] = []
         if state.remote_vteps:
             packet = state.header + frame
@@ -270,13 +270,13 @@ class VtepCore:
             row.update(self.tx.per_vni.get(vni, {}))
             drops: Dict[str, int] = {}
             for src in (self.rx.vni_drops.get(vni, {}), self.tx.vni_drops.get(vni, {})):
-                for k, v in src.items():
+                for k, v in list(src.items()):  # copied at once: the data plane may add keys
                     drops[k] = drops.get(k, 0) + v
             row["drops"] = drops
             vnis[str(vni)] = row
         drops_all: Dict[str, int] = {}
         for src in (self.rx.drops, self.tx.drops):
-            for k, v in src.items():
+            for k, v in list(src.items()):
                 drops_all[k] = drops_all.get(k, 0) + v
         return {"vnis": vnis, "drops": drops_all}
 

@@ -72,8 +72,7 @@ def ip(*args: str, netns: Optional[str] = None, check: bool = True) -> str:
     cmd += list(args)
     try:
         proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            universal_newlines=True, timeout=30,
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
         )
     except FileNotFoundError as e:
         raise NetnsError("iproute2 ('ip') is not installed on this host") from e

@@ -157,7 +157,7 @@ class Responder:
 
     def _serve(self) -> None:
         while True:
-            r, _, _ = select.select([self.tcp, self.udp, self._stop_r], [], [])
+            r, _, _ = select.select([self.tcp, self.udp, self._stop_r], [], [])  # type: ignore[type-var]
             if self._stop_r in r:
                 return
             if self.udp in r:

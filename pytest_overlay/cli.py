@@ -1,0 +1,88 @@
+"""``pytest-overlay`` command: small utilities around the plugin.
+
+  pytest-overlay schema            print the JSON report's schema (docs/report-schema.json)
+  pytest-overlay cleanup [PREFIX]  remove what a killed run left behind (namespaces, processes,
+                                   temp files), for one prefix or every ``ov??????`` run
+  pytest-overlay leftovers         list such leftovers without removing them
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Dict, Iterable, List, Optional
+
+from pytest_overlay.naming import ANY_PREFIX_RE, check_prefix, kill_processes, namespaces, processes
+
+
+def leftovers(prefix: Optional[str] = None) -> Dict[str, Dict[str, List[str]]]:
+    """What runs left behind, by prefix: namespaces, processes (pids) and temp paths."""
+    found: Dict[str, Dict[str, List[str]]] = {}
+    prefixes = {prefix} if prefix else set()
+    if not prefix:
+        for n in namespaces(""):
+            m = ANY_PREFIX_RE.match(n)
+            if m:
+                prefixes.add(m.group(1))
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), "ov??????-*")):
+            m = ANY_PREFIX_RE.match(os.path.basename(path))
+            if m:
+                prefixes.add(m.group(1))
+    for p in sorted(prefixes):
+        entry = {
+            "namespaces": namespaces(p),
+            "processes": [str(pid) for pid in processes(p)],
+            "files": sorted(glob.glob(os.path.join(tempfile.gettempdir(), f"{p}-*"))),
+        }
+        if any(entry.values()):
+            found[p] = entry
+    return found
+
+
+def cleanup(prefix: Optional[str] = None, spare: Iterable[int] = ()) -> Dict[str, Dict[str, List[str]]]:
+    """Remove leftovers; processes in ``spare`` (and this one) are not killed."""
+    from overlay_agent.io import netns
+
+    found = leftovers(prefix)
+    for p, entry in found.items():
+        kill_processes(p, spare=spare)
+        for name in entry["namespaces"]:
+            netns.delete(name)
+        for path in entry["files"]:
+            shutil.rmtree(path, ignore_errors=True)
+    return found
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="pytest-overlay")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("schema", help="print the JSON report schema")
+    c = sub.add_parser("cleanup", help="remove leftovers of killed runs")
+    c.add_argument("prefix", nargs="?")
+    sub.add_parser("leftovers", help="list leftovers of killed runs")
+    args = parser.parse_args(argv)
+    if args.cmd == "schema":
+        from pytest_overlay.report import report_schema
+
+        json.dump(report_schema(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    prefix = getattr(args, "prefix", None)
+    if prefix:
+        try:
+            check_prefix(prefix)
+        except ValueError as e:
+            parser.error(str(e))
+    found = cleanup(prefix) if args.cmd == "cleanup" else leftovers(prefix)
+    json.dump(found, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
