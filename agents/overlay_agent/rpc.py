@@ -53,7 +53,9 @@ class RpcServer:
                     req_id = msg.get("id")
                     method = msg["method"]
                     params = msg.get("params") or {}
-                except (ValueError, KeyError, AttributeError):
+                    if not isinstance(method, str):
+                        raise ValueError("method is not a string")
+                except (ValueError, KeyError, AttributeError, RecursionError):
                     self.send({"id": None, "error": {"code": "protocol",
                                                      "message": f"not a request: {line[:80]!r}"}})
                     continue
