@@ -2,8 +2,15 @@
 
 One thread receives VXLAN from the underlay socket (unconnected: kernel VTEPs send from varying
 source ports) and writes frames to TAPs; one thread reads the TAPs and sends. Each reads until
-the kernel has nothing more before it sleeps in ``select``, so a busy path costs one system call
-per frame and none for waiting. The decisions are :class:`~overlay_agent.core.vtep.VtepCore`'s.
+the kernel has nothing more before it sleeps in ``select``. The decisions are
+:class:`~overlay_agent.core.vtep.VtepCore`'s; this module only moves bytes.
+
+Two paths, chosen at run time (:attr:`Dataplane.features` says which):
+
+* fast: UDP GSO on send (a run of datagrams to one VTEP in one ``sendmsg``) and UDP GRO on
+  receive (several datagrams per ``recvmsg``), see :mod:`overlay_agent.io.gso`;
+* portable: one datagram per system call. ``OVERLAY_DATAPLANE=portable`` in the environment
+  (or ``fast=False``) forces it, so both can be tested on one machine.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import threading
 from typing import Dict, List, Optional, Tuple
 
 from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
+from overlay_agent.io import gso
 
 _READ_BUDGET = 64
 _MAX_FRAME = 65536
@@ -24,12 +32,14 @@ _MAX_FRAME = 65536
 class Dataplane:
     """Owns the underlay UDP socket and the TAP descriptors of the local endpoints."""
 
-    def __init__(self, core: VtepCore, address: str, port: int) -> None:
+    def __init__(self, core: VtepCore, address: str, port: int,
+                 fast: Optional[bool] = None) -> None:
         self.core = core
+        if fast is None:
+            fast = os.environ.get("OVERLAY_DATAPLANE", "").lower() != "portable"
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        _set_buffers(self.sock, 4 << 20)
         try:
             self.sock.bind((address, port))
         except OSError as e:
@@ -39,6 +49,10 @@ class Dataplane:
                 " (is the address on this host, and is the port free?)"
             ) from e
         self.sock.setblocking(False)
+        feats = gso.enable(self.sock) if fast else {"gso": False, "gro": False}
+        #: what the fast path uses here (empty values: the portable path)
+        self.features: Dict[str, bool] = feats
+        self._sender = gso.GsoSender(self.sock, self._error, enabled=feats["gso"])
         self.address = address
         self.port = port
         self.taps: Dict[int, int] = {}
@@ -103,10 +117,7 @@ class Dataplane:
     def _perform(self, actions: List[Tuple[int, object, bytes]]) -> None:
         for kind, where, data in actions:
             if kind == SEND:
-                try:
-                    self.sock.sendto(data, where)  # type: ignore[arg-type]
-                except OSError as e:
-                    self._error("send", e)
+                self._sender.add(where, data)  # type: ignore[arg-type]
             elif kind == DELIVER:
                 fd = self.taps.get(where)  # type: ignore[arg-type]
                 if fd is None:
@@ -118,9 +129,8 @@ class Dataplane:
 
     def _rx_loop(self) -> None:
         sock = self.sock
-        core = self.core
-        recvfrom = sock.recvfrom
         wake = self._pipes["rx"][0]
+        receive = self._receive_gro if self.features["gro"] else self._receive_one
         while not self._stopping:
             try:
                 select.select([sock, wake], [], [], 1.0)
@@ -129,20 +139,45 @@ class Dataplane:
             self._drain(wake)
             for _ in range(_READ_BUDGET * 4):
                 try:
-                    data, addr = recvfrom(_MAX_FRAME)
-                except BlockingIOError:
-                    break
+                    if not receive():
+                        break
                 except OSError as e:
                     # ICMP errors for earlier sends surface here (ECONNREFUSED etc.): count them.
                     self._error("recv", e)
-                    continue
-                actions = core.from_underlay(addr[0], data)
-                if actions:
-                    self._perform(actions)
+
+    def _receive_one(self) -> bool:
+        try:
+            data, addr = self.sock.recvfrom(_MAX_FRAME)
+        except BlockingIOError:
+            return False
+        actions = self.core.from_underlay(addr[0], data)
+        if actions:
+            self._perform(actions)
+        return True
+
+    def _receive_gro(self) -> bool:
+        try:
+            data, anc, flags, addr = self.sock.recvmsg(_MAX_FRAME, gso.CMSG_SPACE)
+        except BlockingIOError:
+            return False
+        size = gso.gro_size(anc) if anc else 0
+        core = self.core
+        src = addr[0]
+        if not size or size >= len(data):
+            actions = core.from_underlay(src, data)
+            if actions:
+                self._perform(actions)
+            return True
+        for off in range(0, len(data), size):
+            actions = core.from_underlay(src, data[off:off + size])
+            if actions:
+                self._perform(actions)
+        return True
 
     def _tx_loop(self) -> None:
         core = self.core
         wake = self._pipes["tx"][0]
+        flush = self._sender.flush
         while not self._stopping:
             taps = self.taps
             by_fd = {fd: port for port, fd in taps.items()}
@@ -167,3 +202,13 @@ class Dataplane:
                     actions = core.from_port(port, frame)
                     if actions:
                         self._perform(actions)
+            flush()
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    """Socket buffers of ``size`` bytes; the FORCE options pass ``net.core.[rw]mem_max`` (root)."""
+    for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):  # SO_*BUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)

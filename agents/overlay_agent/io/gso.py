@@ -1,0 +1,129 @@
+"""UDP segmentation offload for the underlay socket: many VXLAN datagrams per system call.
+
+* GSO (``UDP_SEGMENT``, Linux 4.18): one ``sendmsg`` carries a buffer of datagrams of equal
+  size (the last may be shorter); the kernel cuts it, and usually not before the receiving
+  socket, so the whole batch crosses the stack as one packet.
+* GRO (``UDP_GRO``, Linux 5.0): one ``recvmsg`` returns several datagrams of one sender
+  back to back, with a control message giving their size.
+
+Both are probed at run time on the socket itself; anything missing leaves the portable
+one-datagram-per-call path in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from typing import Callable, Dict, List, Optional, Tuple
+
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+#: The kernel's limit on segments per GSO send (UDP_MAX_SEGMENTS).
+MAX_SEGMENTS = 64
+#: Payload bytes of one GSO send: what fits in one IPv4/IPv6 datagram's length field.
+MAX_GSO_BYTES = 65000
+_U16 = struct.Struct("=H")
+_INT = struct.Struct("=i")
+CMSG_SPACE = socket.CMSG_SPACE(_INT.size) if hasattr(socket, "CMSG_SPACE") else 24
+
+
+def enable(sock: socket.socket) -> Dict[str, bool]:
+    """Turn on what the kernel offers on ``sock``; returns ``{"gso": ..., "gro": ...}``."""
+    feats = {"gso": False, "gro": False}
+    if not hasattr(sock, "sendmsg"):
+        return feats
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+        feats["gso"] = True
+    except OSError:
+        pass
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+        feats["gro"] = True
+    except OSError:
+        pass
+    return feats
+
+
+def gro_size(ancdata: List[Tuple[int, int, bytes]]) -> int:
+    """The segment size from ``recvmsg``'s control messages, or 0 if it holds one datagram."""
+    for level, kind, data in ancdata:
+        if level == SOL_UDP and kind == UDP_GRO and len(data) >= 2:
+            if len(data) >= 4:
+                return _INT.unpack_from(data)[0]
+            return _U16.unpack_from(data)[0]
+    return 0
+
+
+class GsoSender:
+    """Collects datagrams for the underlay and sends runs of them with one ``sendmsg`` each.
+
+    A run is datagrams to one destination, all of the first one's size except possibly a
+    shorter last one. :meth:`add` queues (and sends what a new datagram cannot join);
+    :meth:`flush` sends the rest: the caller flushes when the source has nothing more to read.
+    """
+
+    def __init__(self, sock: socket.socket, on_error: Callable[[str, OSError], None],
+                 enabled: bool = True) -> None:
+        self.sock = sock
+        self.enabled = enabled
+        self._error = on_error
+        self._dest: Optional[Tuple[str, int]] = None
+        self._size = 0
+        self._parts: List[bytes] = []
+        self._bytes = 0
+        #: sends made / datagrams sent, for the benchmark and the tests
+        self.calls = 0
+        self.datagrams = 0
+
+    def add(self, dest: Tuple[str, int], data: bytes) -> None:
+        n = len(data)
+        if self._parts:
+            if (dest == self._dest and n <= self._size and self._bytes + n <= MAX_GSO_BYTES
+                    and len(self._parts) < MAX_SEGMENTS):
+                self._parts.append(data)
+                self._bytes += n
+                if n < self._size:
+                    self.flush()  # a shorter datagram ends the run
+                return
+            self.flush()
+        if not self.enabled:
+            self._send_one(dest, data)
+            return
+        self._dest, self._size, self._parts, self._bytes = dest, n, [data], n
+
+    def flush(self) -> None:
+        parts = self._parts
+        if not parts:
+            return
+        dest = self._dest
+        assert dest is not None
+        self._parts = []
+        self._bytes = 0
+        if len(parts) == 1:
+            self._send_one(dest, parts[0])
+            return
+        self.calls += 1
+        self.datagrams += len(parts)
+        try:
+            self.sock.sendmsg([b"".join(parts)],
+                              [(SOL_UDP, UDP_SEGMENT, _U16.pack(self._size))], 0, dest)
+        except OSError as e:
+            if e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
+                # The route's device cannot do it (no checksum offload, say): stop trying.
+                self.enabled = False
+                self._error("gso-off", e)
+                for p in parts:
+                    self._send_one(dest, p)
+            else:
+                self._error("send", e)
+
+    def _send_one(self, dest: Tuple[str, int], data: bytes) -> None:
+        self.calls += 1
+        self.datagrams += 1
+        try:
+            self.sock.sendto(data, dest)
+        except OSError as e:
+            self._error("send", e)

@@ -1,0 +1,134 @@
+"""Shared helpers for the benchmarks: a namespace lab, agents driven over stdio, clean-up.
+
+Every namespace, device and process made here carries the run prefix and is removed by
+:meth:`BenchLab.close`, which the scripts call from ``finally`` (also on Ctrl-C). Nothing is
+created in the root namespace: all addresses and routes live in lab namespaces, and every
+packet starts inside one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS_DIR = ROOT / "agents"
+for _p in (str(ROOT), str(AGENTS_DIR)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from overlay_agent.io import netns  # noqa: E402
+from pytest_overlay.lab.netlab import NetLab  # noqa: E402
+from pytest_overlay.lab.topology import LabTopology  # noqa: E402
+from pytest_overlay.naming import kill_processes, namespaces, new_prefix  # noqa: E402
+
+
+class AgentProc:
+    """``python -m overlay_agent --netns NS``, called synchronously (one request, one answer)."""
+
+    def __init__(self, ns: str, log: Path, env: Optional[Dict[str, str]] = None) -> None:
+        self.netns = ns
+        self._log = open(log, "wb")  # noqa: SIM115
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "overlay_agent", "--netns", ns],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            cwd=str(AGENTS_DIR), start_new_session=True, env=full_env,
+        )
+        self._id = 0
+
+    def call(self, method: str, **params: Any) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params}
+        self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"agent in {self.netns} exited (code {self.proc.poll()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.call("shutdown")
+            except Exception:
+                pass
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            except Exception:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+class BenchLab:
+    """A flat lab of ``n`` hosts with a fresh prefix; agents and kernel devices made on demand."""
+
+    def __init__(self, n: int, tmp: Path) -> None:
+        self.prefix = new_prefix()
+        self.tmp = tmp
+        self.netlab = NetLab(LabTopology.flat(n), self.prefix)
+        self.agents: Dict[str, AgentProc] = {}
+        self.host_ns = self.netlab.build()
+
+    def address(self, host: str) -> str:
+        return next(h.address for h in self.netlab.topology.hosts if h.name == host)
+
+    def start_agent(self, host: str, env: Optional[Dict[str, str]] = None) -> AgentProc:
+        a = AgentProc(self.host_ns[host], self.tmp / f"agent-{host}.log", env)
+        self.agents[host] = a
+        a.call("hello", protocol=1)
+        a.call("configure", host=host, prefix=self.prefix, underlay=self.address(host))
+        return a
+
+    def stop_agents(self) -> None:
+        for a in self.agents.values():
+            a.close()
+        self.agents.clear()
+
+    def exec(self, ns: str, *cmd: str, timeout: float = 120) -> str:
+        """Run ``cmd`` inside lab namespace ``ns`` (never in the root namespace)."""
+        if not ns.startswith(self.prefix + "-"):
+            raise ValueError(f"{ns} is not a namespace of run {self.prefix}")
+        r = subprocess.run(["ip", "netns", "exec", ns, *cmd], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} in {ns} failed ({r.returncode}): {r.stderr}")
+        return r.stdout
+
+    def popen(self, ns: str, *cmd: str) -> "subprocess.Popen[str]":
+        if not ns.startswith(self.prefix + "-"):
+            raise ValueError(f"{ns} is not a namespace of run {self.prefix}")
+        return subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def add_ns(self, name: str) -> str:
+        ns = f"{self.prefix}-{name}"
+        netns.add(ns)
+        for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
+            netns.write_sysctl(key, "1", netns=ns)
+        netns.ip("link", "set", "lo", "up", netns=ns)
+        return ns
+
+    def close(self) -> List[str]:
+        self.stop_agents()
+        kill_processes(self.prefix)
+        removed = self.netlab.destroy()
+        left = namespaces(self.prefix)
+        if left:
+            raise RuntimeError(f"namespaces of {self.prefix} left behind: {left}")
+        return removed

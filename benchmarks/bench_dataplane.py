@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Data-plane benchmark: the agent's userspace VTEP against a kernel vxlan pair, same lab.
+
+    sudo python3 benchmarks/bench_dataplane.py [--seconds 10] [--json] [--portable]
+
+Builds a 2-host namespace lab (fresh run prefix, underlay 198.18.0.0/24), starts one agent per
+host with one endpoint each (VNI 4096, 10.10.0.0/16), and measures between the two endpoints:
+iperf3 TCP throughput, iperf3 UDP with 1400-byte datagrams (received packets per second and
+loss, receiver side) and ping RTT. Then it stops the agents, puts a kernel vxlan device
+(VNI 4097, dstport 4790) into a fresh endpoint namespace on each host (10.11.0.0/16), measures
+the same and prints both, the ratios, and the targets. Everything is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _lab import BenchLab  # noqa: E402
+
+from overlay_agent.io import netns  # noqa: E402
+
+TARGETS = {"tcp": 0.25, "udp": 0.70, "rtt_added_ms": 0.15}
+MTU = 1450
+VNI_AGENT, VNI_KERNEL = 4096, 4097
+PORT_IPERF = 5201
+
+
+def _clk() -> float:
+    return float(os.sysconf("SC_CLK_TCK"))
+
+
+def cpu_seconds(pids: List[int]) -> float:
+    """utime + stime of the processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / _clk()
+
+
+class Path2:
+    """Two endpoints (namespace, address) joined by one of the overlay paths."""
+
+    def __init__(self, name: str, src_ns: str, dst_ns: str, dst_ip: str,
+                 pids: Optional[List[int]] = None) -> None:
+        self.name, self.src_ns, self.dst_ns, self.dst_ip = name, src_ns, dst_ns, dst_ip
+        self.pids = pids or []
+
+
+def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool) -> Dict[str, Any]:
+    server = lab.popen(path.dst_ns, "iperf3", "-s", "-1", "-p", str(PORT_IPERF), "-J")
+    try:
+        time.sleep(0.4)
+        args = ["iperf3", "-c", path.dst_ip, "-p", str(PORT_IPERF), "-t", str(seconds), "-J"]
+        if udp:
+            args += ["-u", "-l", "1400", "-b", "20G"]
+        cpu0, t0 = cpu_seconds(path.pids), time.monotonic()
+        out = json.loads(lab.exec(path.src_ns, *args, timeout=seconds + 60))
+        cpu = (cpu_seconds(path.pids) - cpu0) / (time.monotonic() - t0)
+        srv_out, _ = server.communicate(timeout=15)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    if "error" in out:
+        raise RuntimeError(f"iperf3 on {path.name}: {out['error']}")
+    if not udp:
+        bps = out["end"]["sum_received"]["bits_per_second"]
+        return {"mbit_s": bps / 1e6, "retransmits": out["end"]["sum_sent"].get("retransmits"),
+                "agent_cpu": cpu}
+    # Receiver side: the server's own report of what arrived.
+    srv = json.loads(srv_out)["end"]["sum"]
+    packets, lost = srv["packets"], srv["lost_packets"]
+    secs = srv["seconds"] or seconds
+    return {"pps": (packets - lost) / secs, "sent_pps": out["end"]["sum"]["packets"] / secs,
+            "loss_pct": srv["lost_percent"], "agent_cpu": cpu}
+
+
+def ping(lab: BenchLab, path: Path2, count: int) -> Dict[str, Any]:
+    lab.exec(path.src_ns, "ping", "-c", "3", "-i", "0.05", "-W", "1", path.dst_ip)
+    out = lab.exec(path.src_ns, "ping", "-c", str(count), "-i", "0.01", "-q", path.dst_ip,
+                   timeout=count * 0.05 + 30)
+    m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
+    loss = re.search(r"([\d.]+)% packet loss", out)
+    if not m:
+        raise RuntimeError(f"cannot parse ping output: {out}")
+    return {"min_ms": float(m.group(1)), "avg_ms": float(m.group(2)), "max_ms": float(m.group(3)),
+            "loss_pct": float(loss.group(1)) if loss else None}
+
+
+def measure(lab: BenchLab, path: Path2, seconds: float, pings: int) -> Dict[str, Any]:
+    res = {"ping": ping(lab, path, pings)}
+    res["tcp"] = iperf(lab, path, seconds, udp=False)
+    res["udp"] = iperf(lab, path, seconds, udp=True)
+    return res
+
+
+def agent_path(lab: BenchLab, portable: bool) -> Path2:
+    env = {"OVERLAY_DATAPLANE": "portable"} if portable else None
+    eps = {"h1": ("10.10.0.2", "02:42:0a:0a:00:02"), "h2": ("10.10.0.3", "02:42:0a:0a:00:03")}
+    agents = {h: lab.start_agent(h, env) for h in eps}
+    for host, agent in agents.items():
+        agent.call("create_network", name="ov", vni=VNI_AGENT, subnet="10.10.0.0/16", mtu=MTU)
+        ip, mac = eps[host]
+        agent.call("add_endpoint", network="ov", name="e0", ip=ip, mac=mac)
+    entries = [{"mac": mac, "ip": ip, "vtep": [lab.address(h), 4789]}
+               for h, (ip, mac) in eps.items()]
+    vteps = [[lab.address(h), 4789] for h in eps]
+    for agent in agents.values():
+        agent.call("set_members", vteps=[lab.address(h) for h in eps])
+        agent.call("set_mappings", vni=VNI_AGENT, entries=entries, vteps=vteps)
+    return Path2("agent", f"{lab.prefix}-h1-e0", f"{lab.prefix}-h2-e0", "10.10.0.3",
+                 [a.proc.pid for a in agents.values()])
+
+
+def kernel_path(lab: BenchLab) -> Path2:
+    """A kernel vxlan device per host, moved into an endpoint namespace (its socket stays in
+    the host namespace), static remote: the kernel's own fast path, no bridge."""
+    ips = {"h1": "10.11.0.2", "h2": "10.11.0.3"}
+    for host, peer in (("h1", "h2"), ("h2", "h1")):
+        hns = lab.host_ns[host]
+        ens = lab.add_ns(f"{host}-k0")
+        dev = f"{lab.prefix}k"
+        netns.ip("link", "add", dev, "type", "vxlan", "id", str(VNI_KERNEL), "local",
+                 lab.address(host), "remote", lab.address(peer), "dstport", "4790",
+                 netns=hns)
+        netns.ip("link", "set", dev, "netns", ens, netns=hns)
+        netns.ip("link", "set", dev, "name", "eth0", "mtu", str(MTU), netns=ens)
+        netns.ip("addr", "add", f"{ips[host]}/16", "dev", "eth0", netns=ens)
+        netns.ip("link", "set", "eth0", "up", netns=ens)
+    return Path2("kernel", f"{lab.prefix}-h1-k0", f"{lab.prefix}-h2-k0", ips["h2"])
+
+
+def summarize(agent: Dict[str, Any], kernel: Dict[str, Any]) -> Dict[str, Any]:
+    tcp = agent["tcp"]["mbit_s"] / kernel["tcp"]["mbit_s"]
+    udp = agent["udp"]["pps"] / kernel["udp"]["pps"]
+    rtt = agent["ping"]["avg_ms"] - kernel["ping"]["avg_ms"]
+    return {"tcp_ratio": tcp, "udp_pps_ratio": udp, "rtt_added_ms": rtt,
+            "tcp_ok": tcp >= TARGETS["tcp"], "udp_ok": udp >= TARGETS["udp"],
+            "rtt_ok": rtt <= TARGETS["rtt_added_ms"]}
+
+
+def render(res: Dict[str, Any]) -> str:
+    a, k, s = res["agent"], res["kernel"], res["summary"]
+    ok = {True: "ok", False: "MISS"}
+    rows = [
+        ("TCP Mbit/s", f"{a['tcp']['mbit_s']:.0f}", f"{k['tcp']['mbit_s']:.0f}",
+         f"{s['tcp_ratio']:.2f}", f">= {TARGETS['tcp']}", ok[s["tcp_ok"]]),
+        ("UDP 1400B kpps (rx)", f"{a['udp']['pps'] / 1e3:.1f}", f"{k['udp']['pps'] / 1e3:.1f}",
+         f"{s['udp_pps_ratio']:.2f}", f">= {TARGETS['udp']}", ok[s["udp_ok"]]),
+        ("UDP loss %", f"{a['udp']['loss_pct']:.1f}", f"{k['udp']['loss_pct']:.1f}", "", "", ""),
+        ("ping RTT avg ms", f"{a['ping']['avg_ms']:.3f}", f"{k['ping']['avg_ms']:.3f}",
+         f"+{s['rtt_added_ms']:.3f}", f"<= +{TARGETS['rtt_added_ms']}", ok[s["rtt_ok"]]),
+        ("agent CPU (TCP/UDP)", f"{a['tcp']['agent_cpu']:.2f}/{a['udp']['agent_cpu']:.2f}",
+         "", "", "", ""),
+    ]
+    head = ("metric", "agent VTEP", "kernel vxlan", "ratio", "target", "")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.append(f"(agent data plane: {res['dataplane']}, {res['seconds']} s per iperf3 run, "
+                 f"{res['pings']} pings)")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each iperf3 run")
+    p.add_argument("--pings", type=int, default=500, help="pings per path (10 ms apart)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--portable", action="store_true",
+                   help="force the agent's portable one-frame path (OVERLAY_DATAPLANE=portable)")
+    p.add_argument("--agent-only", action="store_true", help="skip the kernel vxlan path")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        p.error("needs root (network namespaces, TAP devices): run with sudo")
+
+    with tempfile.TemporaryDirectory(prefix="ovbench-") as tmp:
+        lab = BenchLab(2, Path(tmp))
+        try:
+            res: Dict[str, Any] = {"prefix": lab.prefix, "seconds": args.seconds,
+                                   "pings": args.pings,
+                                   "dataplane": "portable" if args.portable else "default"}
+            res["agent"] = measure(lab, agent_path(lab, args.portable), args.seconds, args.pings)
+            res["agent_counters"] = lab.agents["h1"].call("counters")
+            lab.stop_agents()
+            if args.agent_only:
+                print(json.dumps(res, indent=2))
+                return 0
+            res["kernel"] = measure(lab, kernel_path(lab), args.seconds, args.pings)
+            res["summary"] = summarize(res["agent"], res["kernel"])
+        except KeyboardInterrupt:
+            print("interrupted: cleaning up", file=sys.stderr)
+            return 130
+        finally:
+            lab.close()
+    print(json.dumps(res, indent=2) if args.json else render(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
