@@ -90,6 +90,21 @@ class OverlayPlugin:
             pytest.fail(f"the overlay did not start: {self.run.start_error}", pytrace=False)
         return self.run
 
+    @pytest.fixture
+    def overlay_pair(self, request: pytest.FixtureRequest) -> Any:
+        """Name: overlay_pair / Scope: function (one test per ordered pair) / Depends: overlay.
+
+        A :class:`~pytest_overlay.pairs.Pair` with ``ping()`` and ``tcp()``; test ids name the
+        pair, ``h1->h2[vni=4096]``.
+        """
+        request.getfixturevalue("overlay")
+        return request.param
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "overlay_pair" in metafunc.fixturenames:
+            pairs = self.run.pairs()
+            metafunc.parametrize("overlay_pair", pairs, ids=[p.id for p in pairs], indirect=True)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         report = self.run.teardown()
         if self._old_term is not None:

@@ -131,6 +131,20 @@ class OverlayRun:
             self.results[name] = by_id
             return by_id
 
+    def call(self, host: str, method: str, rpc_timeout: float = 60.0, **params: Any) -> Any:
+        """Call an agent from synchronous code (fixtures, user tests)."""
+        self.start()
+        if self.start_error is not None or self._session is None or self._loop is None:
+            raise OverlayError(f"the overlay did not start: {self.start_error}")
+        session = self._session
+        return self._loop.run(session.client(host).call(method, rpc_timeout=rpc_timeout, **params),
+                              timeout=rpc_timeout + 5)
+
+    def pairs(self) -> List[Any]:
+        from pytest_overlay.pairs import Pair
+
+        return [Pair(self, a, b, vni) for a, b, vni in reachability.pairs(self.plan)]
+
     def result(self, check: str, test_id: str) -> CheckResult:
         return self.check(check)[test_id]
 

@@ -39,6 +39,7 @@ DROP_RUNT = "runt-frame"
 DROP_UNKNOWN_DST = "unknown-destination"
 DROP_NO_PORT = "unknown-port"
 DROP_HAIRPIN = "hairpin"
+DROP_NO_RECEIVERS = "no-receivers"
 
 RX_KEYS = ("rx_packets", "rx_bytes")
 TX_KEYS = ("tx_packets", "tx_bytes", "local_packets", "flooded", "arp_suppressed")
@@ -118,6 +119,8 @@ class VtepCore:
     def add_port(self, port_id: int, vni: int, mac: bytes, ip: Optional[bytes]) -> None:
         """A local endpoint on ``vni`` with its MAC and packed IPv4 address."""
         net = self._network(vni)
+        if port_id in self.ports:
+            raise ValueError(f"port {port_id} is in use (VNI {self.ports[port_id][0]})")
         local: Dict[int, Tuple[bytes, Optional[bytes]]] = net["local"]  # type: ignore[assignment]
         local[port_id] = (mac, ip)
         ports = dict(self.ports)
@@ -185,7 +188,10 @@ class VtepCore:
             self.tx.drop(DROP_NO_PORT)
             return []
         vni = entry[0]
-        state = self.vnis[vni]
+        state = self.vnis.get(vni)
+        if state is None:  # the network was removed under us
+            self.tx.drop(DROP_NO_PORT)
+            return []
         if len(frame) < _MIN_FRAME:
             self.tx.drop(DROP_RUNT, vni)
             return []
@@ -210,7 +216,9 @@ class VtepCore:
         if (frame[12:14] == _ETH_P_ARP and len(frame) >= 42 and frame[14:20] == _ARP_ETH_IPV4
                 and frame[20:22] == b"\x00\x01"):  # an Ethernet/IPv4 ARP request
             mac = state.arp.get(frame[38:42])
-            if mac is not None:
+            # A request for the sender's own address (a conflict probe, or gratuitous) is not
+            # ours to answer: it goes out like any broadcast.
+            if mac is not None and frame[28:32] != frame[38:42]:
                 c["arp_suppressed"] += 1
                 return [(DELIVER, port_id, _arp_reply(frame, mac))]
         actions: List[Action] = []
@@ -224,6 +232,8 @@ class VtepCore:
         for other in state.local_ports:
             if other != port_id:
                 actions.append((DELIVER, other, frame))
+        if not actions:
+            self.tx.drop(DROP_NO_RECEIVERS, vni)
         return actions
 
     def from_underlay(self, src_ip: str, datagram: bytes) -> List[Action]:
@@ -249,6 +259,9 @@ class VtepCore:
         dst = frame[:6]
         c = self.rx.vni(vni)
         if dst[0] & 1:
+            if not state.local_ports:
+                self.rx.drop(DROP_NO_RECEIVERS, vni)
+                return []
             c["rx_packets"] += 1
             c["rx_bytes"] += len(frame)
             return [(DELIVER, p, frame) for p in state.local_ports]
