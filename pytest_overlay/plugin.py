@@ -75,9 +75,10 @@ class OverlayPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, items: List[pytest.Item]) -> None:
         if self.audit:
+            from pytest_overlay.checks import AUDIT
             from pytest_overlay.items import audit_items
 
-            items.extend(audit_items(session, self.run, ["reachability"]))
+            items.extend(audit_items(session, self.run, AUDIT))
 
     @pytest.fixture(scope="session")
     def overlay(self) -> Any:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from pytest_overlay import __version__
+from pytest_overlay import __version__, checks
 from pytest_overlay.aio import LoopThread
 from pytest_overlay.checks import reachability
 from pytest_overlay.errors import OverlayError
@@ -25,8 +25,6 @@ from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.models import CheckResult, HostPlan, NetworkSpec, Report, RunPlan
 from pytest_overlay.naming import kill_processes, new_prefix
 from pytest_overlay.session import OverlaySession, one_endpoint_per_host
-
-CHECKS: Dict[str, Any] = {reachability.NAME: reachability}
 
 
 def _now() -> str:
@@ -64,7 +62,7 @@ class OverlayRun:
         return cls(plan, "local", prefix=prefix, topology=topology)
 
     def test_ids(self, check: str) -> List[str]:
-        return list(CHECKS[check].test_ids(self.plan))
+        return list(checks.get(check).test_ids(self.plan))
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -125,7 +123,7 @@ class OverlayRun:
                     for tid in self.test_ids(name)
                 ]
             else:
-                res = self._loop.run(CHECKS[name].run(self._session), timeout=600)
+                res = self._loop.run(checks.get(name).run(self._session), timeout=600)
             self.timings[f"check_{name}_s"] = round(time.monotonic() - t0, 3)
             by_id = {r.test_id: r for r in res}
             self.results[name] = by_id

@@ -15,6 +15,7 @@ from overlay_agent.core.vtep import VtepCore
 from overlay_agent.io import netns, probes
 from overlay_agent.io.dataplane import Dataplane
 from overlay_agent.io.tap import open_tap
+from overlay_agent.methods import rpc
 from overlay_agent.wire.ethernet import mac_to_bytes
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -81,6 +82,7 @@ class Agent:
         self._next_port = 1
 
     # -- RPC methods --------------------------------------------------------------------------
+    @rpc()
     def hello(self, protocol: int, **_: Any) -> Dict[str, Any]:
         if protocol != PROTOCOL_VERSION:
             raise AgentError(
@@ -89,6 +91,7 @@ class Agent:
         return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "pid": os.getpid(),
                 "capabilities": capabilities()}
 
+    @rpc()
     def configure(self, host: str, prefix: str, underlay: str, vxlan_port: int = 4789,
                   probe_port: int = 7) -> Dict[str, Any]:
         if self.dataplane is not None:
@@ -100,6 +103,7 @@ class Agent:
         self.dataplane.start()
         return {"vtep": [underlay, self.dataplane.sock.getsockname()[1]]}
 
+    @rpc()
     def create_network(self, name: str, vni: int, subnet: str, mtu: int = 1450) -> Dict[str, Any]:
         if not 0 <= vni <= 0xFFFFFF:
             raise AgentError(f"VNI {vni} is outside 0..16777215", "invalid")
@@ -111,6 +115,7 @@ class Agent:
         self.core.add_network(vni)
         return {"name": name, "vni": vni}
 
+    @rpc()
     def add_endpoint(self, network: str, name: str, ip: str, mac: str) -> Dict[str, Any]:
         self._need_vtep()
         net = self.networks.get(network)
@@ -155,6 +160,7 @@ class Agent:
         self.dataplane.add_tap(port, fd)
         return {"name": name, "netns": ns, "tap": tap, "mac": mac, "ip": ip, "vni": net["vni"]}
 
+    @rpc()
     def remove_endpoint(self, name: str) -> Dict[str, Any]:
         ep = self.endpoints.pop(name, None)
         if ep is None:
@@ -162,10 +168,12 @@ class Agent:
         self._teardown_endpoint(ep)
         return {"removed": True}
 
+    @rpc()
     def set_members(self, vteps: List[str]) -> Dict[str, Any]:
         self.core.set_members([str(ipaddress.ip_address(v)) for v in vteps])
         return {"members": len(vteps)}
 
+    @rpc()
     def set_mappings(self, vni: int, entries: List[Dict[str, Any]],
                      vteps: Optional[List[List[Any]]] = None) -> Dict[str, Any]:
         """Replace the remote (MAC, IP) -> VTEP entries of ``vni`` (our own VTEP is skipped)."""
@@ -181,17 +189,20 @@ class Agent:
         self.core.set_remote(vni, rows, flood)
         return {"vni": vni, "entries": len(rows)}
 
+    @rpc()
     def counters(self) -> Dict[str, Any]:
         snap = self.core.counters()
         snap["io_errors"] = dict(self.dataplane.io_errors) if self.dataplane else {}
         return snap
 
+    @rpc(slow=True)
     def ping(self, endpoint: str, dst: str, count: int = 3, size: int = 56, timeout: float = 1.0,
              interval: float = 0.05, dont_fragment: bool = False) -> Dict[str, Any]:
         ep = self._endpoint(endpoint)
         return probes.ping(ep.ns, dst, count=count, size=size, timeout=timeout,
                            interval=interval, dont_fragment=dont_fragment)
 
+    @rpc(slow=True)
     def tcp_transfer(self, endpoint: str, dst: str, nbytes: int = 65536, timeout: float = 5.0,
                      port: Optional[int] = None) -> Dict[str, Any]:
         ep = self._endpoint(endpoint)

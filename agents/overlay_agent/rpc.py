@@ -16,12 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Dict
 
 from overlay_agent.agent import Agent, AgentError
-
-SLOW = frozenset({"ping", "tcp_transfer"})
-METHODS = frozenset({
-    "hello", "configure", "create_network", "add_endpoint", "remove_endpoint", "set_members",
-    "set_mappings", "counters", "ping", "tcp_transfer",
-})
+from overlay_agent.methods import is_slow, lookup
 
 
 class RpcServer:
@@ -62,12 +57,12 @@ class RpcServer:
                 if method == "shutdown":
                     self.send({"id": req_id, "result": {"bye": True}})
                     return "shutdown"
-                if method not in METHODS:
+                call = lookup(self.agent, method)
+                if call is None:
                     self.send({"id": req_id, "error": {"code": "unknown-method",
                                                        "message": f"no method {method!r}"}})
                     continue
-                call = getattr(self.agent, method)
-                if method in SLOW:
+                if is_slow(call):
                     self._pool.submit(self._run, req_id, call, params)
                 else:
                     self._run(req_id, call, params)

@@ -1,5 +1,26 @@
 """Check families: what to probe between which endpoints, and how to judge the answers.
 
-Each module exposes ``NAME``, ``plan(run_plan) -> list of (src, dst, vni)`` (known before anything
-is built, so pytest can collect one test per pair) and ``async run(session) -> list[CheckResult]``.
+Each module exposes ``NAME``, ``test_ids(run_plan) -> list[str]`` (known before anything is
+built, so pytest collects one test per pair) and ``async run(session) -> list[CheckResult]``.
+``AUDIT`` is the built-in audit, in the order it runs and reports: the underlay first, then what
+runs over it.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Dict, List
+
+CHECKS: Dict[str, str] = {
+    "reachability": "pytest_overlay.checks.reachability",
+}
+
+AUDIT: List[str] = ["reachability"]
+
+
+def get(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(CHECKS[name])
+    except KeyError:
+        raise KeyError(f"unknown check {name!r}; known: {', '.join(CHECKS)}") from None

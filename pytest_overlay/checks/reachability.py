@@ -76,6 +76,13 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
         except OverlayError as e:
             return CheckResult(**base, outcome="error", message=e.message,
                                duration_ms=(time.monotonic() - started) * 1000)
+    # A host that died while we probed makes its pairs errors, not network failures.
+    for host in (src.host, dst.host):
+        st = session.hosts[host]
+        if not st.ok:
+            return CheckResult(**base, outcome="error",
+                               message=f"host {host} is not available: {st.error or 'agent down'}",
+                               duration_ms=(time.monotonic() - started) * 1000)
     outcome, message = judge(ping, tcp)
     rtts = ping.get("rtts_ms") or []
     details: Dict[str, Any] = {

@@ -22,6 +22,7 @@ import pytest
 
 import overlay_agent
 from overlay_agent.agent import Agent, AgentError
+from overlay_agent.methods import rpc
 from overlay_agent.rpc import RpcServer
 
 AGENTS_DIR = Path(__file__).resolve().parents[2] / "agents"
@@ -209,12 +210,18 @@ def test_a_broken_pipe_does_not_stop_the_server() -> None:
 class _FakeAgent:
     """Stands in for Agent to reach the generic error paths."""
 
+    @rpc()
     def hello(self, protocol: int) -> Dict[str, Any]:
         raise RuntimeError("disk on fire")
 
+    @rpc()
     def counters(self) -> Dict[str, Any]:
         raise AgentError("no VTEP yet", "state")
 
+    def unmarked(self) -> Dict[str, Any]:
+        return {"reachable": True}
+
+    @rpc(slow=True)
     def ping(self, **params: Any) -> Dict[str, Any]:
         return {"sent": params["count"], "thread": threading.current_thread().name}
 
@@ -225,6 +232,7 @@ def test_error_codes_from_the_agent() -> None:
             {"id": 1, "method": "hello", "params": {"protocol": 1}},
             {"id": 2, "method": "counters"},
             {"id": 3, "method": "ping", "params": {"count": 4}},
+            {"id": 4, "method": "unmarked"},
         ],
         agent=_FakeAgent(),
     )
@@ -236,6 +244,8 @@ def test_error_codes_from_the_agent() -> None:
     # Probes run in the pool, not on the reading thread.
     assert r[3]["result"]["sent"] == 4
     assert r[3]["result"]["thread"].startswith("probe")
+    # Only methods marked with @rpc are reachable from the controller.
+    assert error_code(r[4]) == "unknown-method"
 
 
 # -- methods that need no root ----------------------------------------------------------------------

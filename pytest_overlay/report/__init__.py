@@ -1,11 +1,15 @@
-"""The only module that renders: rich tables for pytest's terminal summary, and the JSON report."""
+"""The only package that renders: rich tables for pytest's terminal summary, and the JSON report.
+
+One module per check family adds its section (``SECTIONS``, in the order they print: underlay
+first, then what runs over it); hosts come first and failures last.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 from rich.console import Console
 from rich.table import Table
@@ -13,8 +17,8 @@ from rich.text import Text
 
 from pytest_overlay.models import CheckResult, Report
 
-_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
-_MARK = {"pass": "ok", "fail": "FAIL", "error": "ERR", "skip": "skip"}
+STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
+MARK = {"pass": "ok", "fail": "FAIL", "error": "ERR", "skip": "skip"}
 
 
 def report_schema() -> Dict[str, object]:
@@ -43,29 +47,6 @@ def _hosts_table(report: Report) -> Table:
     return t
 
 
-def _matrix(results: List[CheckResult], vni: Optional[int]) -> Table:
-    srcs = sorted({r.src for r in results if r.src}, key=_natural)
-    dsts = sorted({r.dst for r in results if r.dst}, key=_natural)
-    by_pair = {(r.src, r.dst): r for r in results}
-    t = Table(title=f"Reachability VNI {vni}", title_justify="left",
-              caption="rows: source, columns: destination; cells: avg RTT ms", caption_justify="left")
-    t.add_column("src \\ dst")
-    for d in dsts:
-        t.add_column(d, justify="center")
-    for s in srcs:
-        cells: List[Text] = []
-        for d in dsts:
-            r = by_pair.get((s, d))
-            if r is None:
-                cells.append(Text("·", style="dim"))
-                continue
-            rtt = ((r.details.get("ping") or {}).get("rtt_ms_avg"))
-            label = f"{rtt:.2f}" if r.outcome == "pass" and rtt is not None else _MARK[r.outcome]
-            cells.append(Text(label, style=_STYLE[r.outcome]))
-        t.add_row(s, *cells)
-    return t
-
-
 def _failures(results: List[CheckResult]) -> Table:
     t = Table(title="Failures", title_justify="left", show_lines=False)
     t.add_column("check")
@@ -73,14 +54,14 @@ def _failures(results: List[CheckResult]) -> Table:
     t.add_column("outcome")
     t.add_column("why", overflow="fold")
     for r in results:
-        t.add_row(r.check, r.test_id, Text(r.outcome, style=_STYLE[r.outcome]), r.message)
+        t.add_row(r.check, r.test_id, Text(r.outcome, style=STYLE[r.outcome]), r.message)
     return t
 
 
-def _natural(s: Optional[str]) -> tuple:
-    import re
+def _sections() -> List[Callable[[Report], List[Any]]]:
+    from pytest_overlay.report import reachability
 
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s or ""))
+    return [reachability.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:
@@ -90,12 +71,9 @@ def render(report: Report, width: int = 100, color: bool = False) -> str:
                       color_system="standard" if color else None, highlight=False,
                       soft_wrap=False, emoji=False)
     console.print(_hosts_table(report))
-    reach = [r for r in report.results if r.check == "reachability"]
-    for vni in sorted({r.vni for r in reach if r.vni is not None}):
-        rows = [r for r in reach if r.vni == vni]
-        # A matrix stays readable up to ~24 hosts; beyond that the failures list says it all.
-        if len({r.src for r in rows}) <= 24:
-            console.print(_matrix(rows, vni))
+    for section in _sections():
+        for renderable in section(report):
+            console.print(renderable)
     bad = [r for r in report.results if r.outcome in ("fail", "error")]
     if bad:
         console.print(_failures(bad))
