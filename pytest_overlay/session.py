@@ -65,6 +65,7 @@ class HostState:
             status="ok" if self.status == "ok" else ("error" if self.error else "not-started"),
             error=self.error, agent_version=self.hello.get("agent_version"),
             capabilities=self.hello.get("capabilities", {}), counters=self.counters,
+            ssh=dict(getattr(self.handle, "info", None) or {}),
         )
 
 
@@ -109,7 +110,7 @@ class OverlaySession:
             st.vtep = res["vtep"]
             st.status = "ok"
         except OverlayError as e:
-            st.fail(e.message)
+            st.fail(f"{e.message}; fix: {e.hint}" if e.hint else e.message)
         except Exception as e:
             st.fail(f"{type(e).__name__}: {e}")
 
