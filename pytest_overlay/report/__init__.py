@@ -42,9 +42,15 @@ def _hosts_table(report: Report) -> Table:
             h.name, h.underlay, h.transport,
             Text(h.status, style="green" if h.status == "ok" else "bold red"),
             h.agent_version or "-", str(h.capabilities.get("python", "-")),
-            str(drops), h.error or "",
+            str(drops), h.error or _ssh_note(h.ssh),
         )
     return t
+
+
+def _ssh_note(ssh: Dict[str, Any]) -> str:
+    if ssh.get("host_key") == "accepted-new":
+        return f"NEW host key accepted (--overlay-accept-new-hostkeys): {ssh.get('host_key_fingerprint')}"
+    return ""
 
 
 def _failures(results: List[CheckResult]) -> Table:
