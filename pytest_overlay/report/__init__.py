@@ -49,7 +49,7 @@ def _hosts_table(report: Report) -> Table:
 
 def _ssh_note(ssh: Dict[str, Any]) -> str:
     if ssh.get("host_key") == "accepted-new":
-        return f"NEW host key accepted (--overlay-accept-new-hostkeys): {ssh.get('host_key_fingerprint')}"
+        return "NEW host key accepted"
     return ""
 
 
@@ -77,6 +77,11 @@ def render(report: Report, width: int = 100, color: bool = False) -> str:
                       color_system="standard" if color else None, highlight=False,
                       soft_wrap=False, emoji=False)
     console.print(_hosts_table(report))
+    for h in report.hosts:
+        if h.ssh.get("host_key") == "accepted-new":
+            console.print(f"host {h.name}: new host key {h.ssh.get('host_key_fingerprint')} accepted "
+                          "and added to known_hosts (--overlay-accept-new-hostkeys)",
+                          style="yellow", overflow="fold")
     for section in _sections():
         for renderable in section(report):
             console.print(renderable)
