@@ -29,6 +29,8 @@ from pytest_overlay.lab.netlab import NetLab
 
 SSHD = "/usr/sbin/sshd"
 CONTROLLER_ADDRESS = "198.18.0.254"
+LAB_USER = "ovlab"
+LAB_UID = 4242
 
 _CONFIG = """\
 Port {port}
@@ -87,7 +89,7 @@ class SshdLab:
         self.host_ns = host_ns
         self.port = port
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-sshd-"))
-        self.dir.chmod(0o700)
+        self.dir.chmod(0o711)  # sshd reads authorized_keys as the logging-in user
         self.client_key = self.dir / "client_key"
         self.known_hosts = self.dir / "known_hosts"
         self.authorized_keys = self.dir / "authorized_keys"
@@ -110,15 +112,32 @@ class SshdLab:
     def _start(self, hosts: List[str], timeout: float) -> None:
         pub = _keygen(self.client_key, f"{self.prefix}-client")
         self.authorized_keys.write_text(pub + "\n")
+        self.authorized_keys.chmod(0o644)
         for host in hosts:
             self.host_keys[host] = _keygen(self.dir / f"host_key_{host}", f"{self.prefix}-{host}")
         self.write_known_hosts(hosts)
+        self._user_files()
         self.controller_ns = attach_controller(self.lab)
         for host in hosts:
             self._start_one(host)
         deadline = time.monotonic() + timeout
         for host in hosts:
             self._wait_listening(host, deadline)
+
+    def _user_files(self) -> None:
+        """User database with an extra unprivileged user, :data:`LAB_USER`, bound over /etc in the
+        servers' private mount namespaces only (for tests of sudo and of missing root)."""
+        for name, line in (("passwd", f"{LAB_USER}:x:{LAB_UID}:{LAB_UID}::/tmp:/bin/sh\n"),
+                           ("shadow", f"{LAB_USER}:*:20000:0:99999:7:::\n"),
+                           ("group", f"{LAB_USER}:x:{LAB_UID}:\n")):
+            src = Path("/etc") / ("passwd" if name == "shadow" else name)
+            text = src.read_text()
+            if name == "shadow":  # no password hashes copied: every account key-only
+                text = "".join(f"{ln.split(':')[0]}:*:20000:0:99999:7:::\n"
+                               for ln in text.splitlines() if ln and ":" in ln)
+            dst = self.dir / name
+            dst.write_text(text + ("" if text.endswith("\n") else "\n") + line)
+            dst.chmod(0o640 if name == "shadow" else 0o644)
 
     def write_known_hosts(self, hosts: List[str]) -> None:
         """known_hosts with the given hosts' keys (the others are then unknown)."""
@@ -137,8 +156,9 @@ class SshdLab:
                                       authorized_keys=self.authorized_keys))
         keep = d / f"netns_{host}"
         keep.mkdir()
+        users = "".join(f" mount --bind {d / name} /etc/{name};" for name in ("passwd", "shadow", "group"))
         script = (f"set -e; mount --rbind /run/netns {keep}; mount -t tmpfs -o mode=0755 tmpfs /run;"
-                  f" mkdir -m 0755 /run/sshd /run/netns; mount --rbind {keep} /run/netns;"
+                  f" mkdir -m 0755 /run/sshd /run/netns; mount --rbind {keep} /run/netns;{users}"
                   f" exec {SSHD} -D -f {cfg} -E {d / f'sshd_{host}.log'}")
         self.procs[host] = subprocess.Popen(
             ["ip", "netns", "exec", self.host_ns[host], "sh", "-c", script],

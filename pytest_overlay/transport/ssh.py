@@ -240,7 +240,8 @@ class SshTransport:
                              "add the public key to the user's ~/.ssh/authorized_keys on the host, "
                              "or set `identity:`/`user:` in the inventory", code="auth") from None
         except (OSError, asyncssh.Error) as e:
-            reason = (e.strerror or str(e)) if isinstance(e, OSError) else (
+            reason = "connection refused" if isinstance(e, ConnectionRefusedError) else (
+                e.strerror or str(e)) if isinstance(e, OSError) else (
                 getattr(e, "reason", "") or str(e))
             raise AgentError(host, f"cannot connect to {where}: {reason or type(e).__name__}",
                              "check the address, the port and that sshd runs there",
