@@ -262,11 +262,11 @@ class SshTransport:
     async def start(self, host: str) -> SshAgent:
         s = self.inventory.settings(host)
         try:
-            return await asyncio.wait_for(self._start(host, s), s["connect_timeout"] + 20)
+            return await asyncio.wait_for(self._start(host, s), s["connect_timeout"] + 60)
         except asyncio.TimeoutError:
-            raise AgentError(host, f"no connection to {s['address']}:{s['port']} within "
-                             f"{s['connect_timeout']:g} s", "check that the host is up and "
-                             "reachable, or raise `connect_timeout:`", code="unreachable") from None
+            raise AgentError(host, f"the agent on {s['address']} did not start within "
+                             f"{s['connect_timeout'] + 60:g} s", "check the host's load and its "
+                             "Python", code="timeout") from None
 
     async def _start(self, host: str, s: Dict[str, Any]) -> SshAgent:
         tunnel = await self._jump(host, s["jump"], s) if s["jump"] else None

@@ -24,11 +24,15 @@ __all__ = ["ssh_lab"]
 def test_audit_over_ssh_equals_local_mode(ssh_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sl = ssh_lab(3)
     inv = sl.write_inventory(tmp_path / "inv.yaml")
+    # The controller namespace comes from the command line here (real users leave it unset).
+    inv.write_text(inv.read_text().replace(f"netns: {sl.controller_ns}", "netns: null"))
+    assert sl.controller_ns not in inv.read_text()
     prefix = new_prefix()
     report = tmp_path / "report.json"
     proc = subprocess.run(
         pytest_cmd(tmp_path, f"--overlay-hosts={inv}", "--overlay-audit", "--color=no", "-v",
-                   f"--overlay-report={report}", f"--overlay-prefix={prefix}"),
+                   f"--overlay-report={report}", f"--overlay-prefix={prefix}",
+                   f"--overlay-ssh-netns={sl.controller_ns}"),
         cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 passed" in proc.stdout and "Hosts" in proc.stdout
