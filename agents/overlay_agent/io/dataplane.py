@@ -136,7 +136,7 @@ class Dataplane:
             if kind == SEND:
                 self._sender.add(where, data)  # type: ignore[arg-type]
             elif kind == DELIVER:
-                fd = self.taps.get(where)  # type: ignore[arg-type]
+                fd = self.taps.get(where)  # type: ignore[call-overload]
                 if fd is None:
                     continue
                 try:
@@ -153,7 +153,7 @@ class Dataplane:
         receive = self._receive_gro if self.features["gro"] else self._receive_one
         while not self._stopping:
             try:
-                select.select([sock, wake], [], [], 1.0)
+                select.select([sock, wake], [], [], 1.0)  # type: ignore[type-var]
             except (OSError, ValueError):
                 return
             self._drain(wake)
