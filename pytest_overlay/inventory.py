@@ -60,7 +60,9 @@ class SshSettings(_Model):
     jump: Optional[str] = Field(
         default=None, description="jump host, like ProxyJump: [user@]host[:port]")
     sudo: Optional[bool] = Field(default=None, description="start the agent with `sudo -n`")
-    python: Optional[str] = Field(default=None, description="the host's Python 3.8+ (python3)")
+    python: Optional[str] = Field(
+        default=None, description="the host's Python 3.8+ (python3), or the agent wrapper the "
+                                  "Ansible role installs (/usr/local/libexec/pytest-overlay-agent)")
     workdir: Optional[str] = Field(
         default=None, description="remote directory for the run's private upload dir (/tmp)")
     connect_timeout: Optional[float] = Field(default=None, gt=0, le=300,

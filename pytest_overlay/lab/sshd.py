@@ -83,7 +83,10 @@ def attach_controller(lab: NetLab, address: str = CONTROLLER_ADDRESS) -> str:
 class SshdLab:
     """``sshd`` in every host namespace of ``lab`` (built), plus a client key and known_hosts."""
 
-    def __init__(self, lab: NetLab, host_ns: Dict[str, str], port: int = 22) -> None:
+    def __init__(self, lab: NetLab, host_ns: Dict[str, str], port: int = 22,
+                 sudoers: Optional[str] = None) -> None:
+        """``sudoers``: rules that replace ``/etc/sudoers.d`` for the servers (their private mount
+        namespaces only), e.g. ``"ovlab ALL=(root) NOPASSWD: /usr/bin/python3"``."""
         self.lab = lab
         self.prefix = lab.prefix
         self.host_ns = host_ns
@@ -96,6 +99,7 @@ class SshdLab:
         self.host_keys: Dict[str, str] = {}
         self.procs: Dict[str, subprocess.Popen] = {}
         self.controller_ns: Optional[str] = None
+        self.sudoers = sudoers
 
     def address(self, host: str) -> str:
         return next(h.address for h in self.lab.topology.hosts if h.name == host)
@@ -139,6 +143,12 @@ class SshdLab:
             dst.write_text(text + ("" if text.endswith("\n") else "\n") + line)
             dst.chmod(0o640 if name == "shadow" else 0o644)
 
+        if self.sudoers is not None:
+            sd = self.dir / "sudoers.d"
+            sd.mkdir(mode=0o755)
+            (sd / "overlay").write_text(self.sudoers.rstrip("\n") + "\n")
+            (sd / "overlay").chmod(0o440)
+
     def write_known_hosts(self, hosts: List[str]) -> None:
         """known_hosts with the given hosts' keys (the others are then unknown)."""
         lines = []
@@ -157,6 +167,8 @@ class SshdLab:
         keep = d / f"netns_{host}"
         keep.mkdir()
         users = "".join(f" mount --bind {d / name} /etc/{name};" for name in ("passwd", "shadow", "group"))
+        if self.sudoers is not None:
+            users += f" mount --bind {d / 'sudoers.d'} /etc/sudoers.d;"
         script = (f"set -e; mount --rbind /run/netns {keep}; mount -t tmpfs -o mode=0755 tmpfs /run;"
                   f" mkdir -m 0755 /run/sshd /run/netns; mount --rbind {keep} /run/netns;{users}"
                   f" exec {SSHD} -D -f {cfg} -E {d / f'sshd_{host}.log'}")

@@ -24,10 +24,10 @@ def ssh_lab() -> Iterator[Callable[..., SshdLab]]:
     made: List[SshdLab] = []
     labs: List[NetLab] = []
 
-    def factory(n: int = 3, topology: Optional[LabTopology] = None) -> SshdLab:
+    def factory(n: int = 3, topology: Optional[LabTopology] = None, **kw: Any) -> SshdLab:
         lab = NetLab(topology or LabTopology.flat(n), new_prefix())
         labs.append(lab)
-        sl = SshdLab(lab, lab.build()).start()
+        sl = SshdLab(lab, lab.build(), **kw).start()
         made.append(sl)
         return sl
 

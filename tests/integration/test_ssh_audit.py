@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_overlay.inventory import parse_inventory
+from pytest_overlay.lab.sshd import LAB_UID, LAB_USER
 from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.models import NetworkSpec, Report
 from pytest_overlay.naming import new_prefix, processes
@@ -91,4 +92,26 @@ def test_jump_host(ssh_lab) -> None:  # type: ignore[no-untyped-def]
     assert [h.ssh["jump"] for h in report.hosts] == [None, "root@198.18.0.1", "root@198.18.0.1"]
     # h2's sshd saw the connection come from h1, not from the controller.
     assert "from 198.18.0.1 " in sl.log("h2")
+    assert_no_trace(run.prefix)
+
+
+def test_unprivileged_user_with_sudo(ssh_lab) -> None:  # type: ignore[no-untyped-def]
+    """h1 logs in as an ordinary user and starts the agent with ``sudo -n`` (NOPASSWD rule)."""
+    sl = ssh_lab(2, sudoers=f"{LAB_USER} ALL=(root) NOPASSWD: /usr/bin/python3")
+    data = sl.inventory()
+    data["hosts"][0].update(user=LAB_USER, sudo=True)
+    run = OverlayRun.from_inventory(parse_inventory(json.dumps(data)))
+    try:
+        outcomes = {r.outcome for r in run.check("reachability").values()}
+        assert run._session is not None
+        d = Path(run._session.hosts["h1"].handle.info["remote_dir"])  # type: ignore[union-attr]
+        assert d.stat().st_uid == LAB_UID, "the upload belongs to the login user"
+    finally:
+        report = run.teardown()
+    assert report is not None
+    assert outcomes == {"pass"}, [h.error for h in report.hosts]
+    h1 = report.hosts[0]
+    assert h1.ssh["sudo"] is True and h1.ssh["address"] == f"{LAB_USER}@198.18.0.1:22"
+    assert h1.capabilities["root"] is True, "the agent runs as root through sudo"
+    assert not d.exists()
     assert_no_trace(run.prefix)
