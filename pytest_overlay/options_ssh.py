@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import pytest
@@ -19,6 +20,12 @@ def ssh_run(config: pytest.Config, hosts: str, prefix: Optional[str]) -> Overlay
     netns = config.getoption("overlay_ssh_netns")
     if netns is not None and not netns:
         raise ConfigError("--overlay-ssh-netns: empty namespace name", "omit it on real networks")
+    ns = netns or inventory.controller.netns
+    if ns and not os.path.exists(os.path.join("/run/netns", ns)):
+        where = "--overlay-ssh-netns" if netns else f"{hosts}: controller.netns"
+        raise ConfigError(f"{where}: no network namespace {ns!r} on this machine",
+                          "name an existing namespace (`ip netns list`), or leave it unset to "
+                          "connect from this machine's own network")
     return OverlayRun.from_inventory(
         inventory, prefix=prefix, accept_new=bool(config.getoption("overlay_accept_new_hostkeys")),
         netns=netns)

@@ -220,6 +220,8 @@ class SshTransport:
         opts: Dict[str, Any] = {
             "port": port, "username": user, "known_hosts": known, "config": None,
             "password_auth": False, "kbdint_auth": False,
+            # A silently dead path is noticed in ~1 min instead of TCP's hours.
+            "keepalive_interval": 15, "keepalive_count_max": 4,
             "client_factory": lambda: _Client(check, known),
         }
         if s["identity"]:

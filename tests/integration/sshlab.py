@@ -53,13 +53,18 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def assert_no_trace(prefix: str) -> None:
-    """No process, temp file or upload dir, namespace, link or nft table of run ``prefix``."""
+def assert_no_trace(prefix: str, hosts: Optional[SshdLab] = None) -> None:
+    """No process, temp file or upload dir, namespace, link or nft table of run ``prefix``, on
+    this machine and (``hosts``) inside every lab host's namespace."""
     wait_for(lambda: not leftovers(prefix), 15, f"run {prefix} to leave nothing behind")
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    assert prefix not in links, "a link with the run prefix exists in the root namespace"
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert prefix not in tables
+    where = [None] + (list(hosts.host_ns.values()) if hosts is not None else [])
+    for ns in where:
+        pre = ["ip", "netns", "exec", ns] if ns else []
+        links = subprocess.run([*pre, "ip", "-o", "link"], capture_output=True, text=True,
+                               check=True).stdout
+        assert prefix not in links, f"a link of run {prefix} is left in {ns or 'the root namespace'}"
+        tables = subprocess.run([*pre, "nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert prefix not in tables, f"an nft table of run {prefix} is left in {ns or 'root'}"
     assert not [p for p in os.listdir("/tmp") if p.startswith(prefix)]
 
 

@@ -45,7 +45,7 @@ def test_audit_over_ssh_equals_local_mode(ssh_lab, tmp_path: Path) -> None:  # t
         assert h.ssh["remote_dir"].startswith(f"/tmp/{prefix}-{h.name}-")
         assert h.capabilities["root"] is True
     ssh_outcomes = {f"{r.src}->{r.dst}[vni={r.vni}]": r.outcome for r in parsed.results}
-    assert_no_trace(prefix)
+    assert_no_trace(prefix, sl)
 
     local = OverlayRun.local(LabTopology.flat(3), NetworkSpec())
     try:
@@ -73,7 +73,7 @@ def test_upload_is_private_and_gone_after_the_run(ssh_lab) -> None:  # type: ign
         run.teardown()
     for d in dirs:
         assert not Path(d).exists()
-    assert_no_trace(run.prefix)
+    assert_no_trace(run.prefix, sl)
 
 
 def test_jump_host(ssh_lab) -> None:  # type: ignore[no-untyped-def]
@@ -92,7 +92,7 @@ def test_jump_host(ssh_lab) -> None:  # type: ignore[no-untyped-def]
     assert [h.ssh["jump"] for h in report.hosts] == [None, "root@198.18.0.1", "root@198.18.0.1"]
     # h2's sshd saw the connection come from h1, not from the controller.
     assert "from 198.18.0.1 " in sl.log("h2")
-    assert_no_trace(run.prefix)
+    assert_no_trace(run.prefix, sl)
 
 
 def test_unprivileged_user_with_sudo(ssh_lab) -> None:  # type: ignore[no-untyped-def]
@@ -114,4 +114,4 @@ def test_unprivileged_user_with_sudo(ssh_lab) -> None:  # type: ignore[no-untype
     assert h1.ssh["sudo"] is True and h1.ssh["address"] == f"{LAB_USER}@198.18.0.1:22"
     assert h1.capabilities["root"] is True, "the agent runs as root through sudo"
     assert not d.exists()
-    assert_no_trace(run.prefix)
+    assert_no_trace(run.prefix, sl)

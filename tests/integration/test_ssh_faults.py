@@ -63,7 +63,7 @@ def test_each_fault_on_its_row_and_the_rest_completes(ssh_lab, tmp_path: Path) -
             bad = src if src in expect else dst
             assert f"host {bad} is not available" in r["message"]
     assert "40 failed, 2 passed" in proc.stdout
-    assert_no_trace(prefix)
+    assert_no_trace(prefix, sl)
 
 
 def test_connection_cut_mid_run(ssh_lab) -> None:  # type: ignore[no-untyped-def]
@@ -93,7 +93,7 @@ def test_connection_cut_mid_run(ssh_lab) -> None:  # type: ignore[no-untyped-def
     h2 = next(h for h in report.hosts if h.name == "h2")
     assert h2.status == "error" and "gone mid-run" in (h2.error or "")
     assert not processes(run.prefix)
-    assert_no_trace(run.prefix)
+    assert_no_trace(run.prefix, sl)
 
 
 def test_sigint_mid_run_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -115,4 +115,4 @@ def test_sigint_mid_run_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type
         if proc.poll() is None:
             proc.kill()
     assert "KeyboardInterrupt" in out, out
-    assert_no_trace(prefix)
+    assert_no_trace(prefix, sl)

@@ -44,7 +44,7 @@ def test_unknown_key_refused_then_accepted_with_the_given_command(ssh_lab) -> No
     assert f"host key of 198.18.0.2 is unknown ({fp}, not in {sl.known_hosts})" in (h2.error or "")
     assert "--overlay-accept-new-hostkeys" in (h2.error or "")
     assert "Accepted publickey" not in sl.log("h2"), "no log-in to a host with an unknown key"
-    assert_no_trace(run.prefix)
+    assert_no_trace(run.prefix, sl)
     # The hint's command, run as given, makes the next run pass.
     cmd = re.search(r"to accept it: (echo .*? >> \S+)", h2.error or "")
     assert cmd is not None, h2.error
@@ -70,7 +70,7 @@ def test_changed_key_refused_even_with_accept_new(ssh_lab) -> None:  # type: ign
     assert _fingerprint(sl.host_keys["h2"]) in (h2.error or "")
     assert "ssh-keygen -R 198.18.0.2" in (h2.error or "")
     assert sl.known_hosts.read_text() == before, "a changed key must never be written"
-    assert_no_trace(run.prefix)
+    assert_no_trace(run.prefix, sl)
 
 
 def test_accept_new_records_the_key_and_the_report_says_so(ssh_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

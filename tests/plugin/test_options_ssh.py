@@ -47,3 +47,9 @@ def test_collect_only_lists_pairs_of_every_network(pytester: pytest.Pytester) ->
     assert len(ids) == 12
     assert "overlay-audit::reachability::web1->db1[vni=4096]" in ids
     assert "overlay-audit::reachability::web1/e1->db1/e1[vni=4097]" in ids
+
+
+def test_missing_controller_namespace(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(f"--overlay-hosts={EXAMPLE}", "--overlay-ssh-netns=ov000000-none")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--overlay-ssh-netns: no network namespace 'ov000000-none'*"])
