@@ -31,6 +31,8 @@ def test_each_fault_on_its_row_and_the_rest_completes(ssh_lab, tmp_path: Path) -
     hosts["h5"]["python"] = "/nonexistent/python3"          # no such interpreter
     hosts["h6"].update(user=LAB_USER, sudo=True)            # sudo -n would ask a password
     hosts["h7"].update(user=LAB_USER)                       # logs in, but is not root
+    data["hosts"].append({"name": "ghost", "address": "198.18.0.200",  # nobody answers
+                          "connect_timeout": 1})
     inv = tmp_path / "inv.json"
     inv.write_text(json.dumps(data))
     report = tmp_path / "r.json"
@@ -48,6 +50,7 @@ def test_each_fault_on_its_row_and_the_rest_completes(ssh_lab, tmp_path: Path) -
         "h5": "no Python interpreter '/nonexistent/python3' on the host",
         "h6": "`sudo -n` would ask for a password",
         "h7": "missing capabilities: root",
+        "ghost": "no SSH connection to 198.18.0.200:22 within 1 s",
     }
     for host, text in expect.items():
         assert rows[host]["status"] == "error", rows[host]
@@ -55,14 +58,14 @@ def test_each_fault_on_its_row_and_the_rest_completes(ssh_lab, tmp_path: Path) -
         assert text[:30] in proc.stdout, f"the hosts table shows {host}'s error"
     results = json.loads(report.read_text())["results"]
     by_pair = {(r["src"], r["dst"]): r for r in results}
-    assert len(results) == 42
+    assert len(results) == 56
     assert by_pair[("h1", "h2")]["outcome"] == by_pair[("h2", "h1")]["outcome"] == "pass"
     for (src, dst), r in by_pair.items():
         if {src, dst} != {"h1", "h2"}:
             assert r["outcome"] == "error", r
             bad = src if src in expect else dst
             assert f"host {bad} is not available" in r["message"]
-    assert "40 failed, 2 passed" in proc.stdout
+    assert "54 failed, 2 passed" in proc.stdout
     assert_no_trace(prefix, sl)
 
 
@@ -115,4 +118,24 @@ def test_sigint_mid_run_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type
         if proc.poll() is None:
             proc.kill()
     assert "KeyboardInterrupt" in out, out
+    assert_no_trace(prefix, sl)
+
+
+def test_sigkill_of_the_controller_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sl = ssh_lab(2)
+    inv = sl.write_inventory(tmp_path / "inv.yaml")
+    prefix = new_prefix()
+    (tmp_path / "test_slow.py").write_text(
+        "import time\n\ndef test_slow(overlay):\n    time.sleep(120)\n")
+    proc = subprocess.Popen(
+        pytest_cmd(tmp_path, f"--overlay-hosts={inv}", f"--overlay-prefix={prefix}",
+                   "test_slow.py"), cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(namespaces(prefix)) == 2, 60, "both agents to be up with endpoints")
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert_no_trace(prefix, sl)
