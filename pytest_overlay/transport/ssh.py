@@ -100,16 +100,25 @@ class _Client(asyncssh.SSHClient):
 
 
 class _Reader:
-    """The agent's stdout; a lost connection reads as end of file (the client reports it)."""
+    """The agent's stdout. At its end, tells a cut connection (no exit status came: raised as
+    :class:`ConnectionResetError`, which the client reports) from an agent that exited."""
 
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
+    def __init__(self, proc: Any, where: str) -> None:
+        self._proc = proc
+        self._where = where
 
     async def readline(self) -> bytes:
         try:
-            return bytes(await self._stream.readline())
+            line = bytes(await self._proc.stdout.readline())
         except (asyncssh.Error, OSError):
-            return b""
+            line = b""
+        if line:
+            return line
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._proc.wait_closed(), 2)
+        if self._proc.exit_status is None and self._proc.exit_signal is None:
+            raise ConnectionResetError(f"the SSH connection to {self._where} was cut")
+        return b""
 
 
 class _Writer:
@@ -141,7 +150,8 @@ class SshAgent:
         self.info = info
         self.remote_pid: Optional[int] = None
         self.stderr = bytearray()
-        self.client = AgentClient(host, _Reader(proc.stdout), _Writer(proc.stdin))  # type: ignore[arg-type]
+        self.client = AgentClient(host, _Reader(proc, info["address"]),  # type: ignore[arg-type]
+                                  _Writer(proc.stdin))
         self._err_task = asyncio.ensure_future(self._read_stderr())
 
     @property

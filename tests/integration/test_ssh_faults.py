@@ -95,6 +95,7 @@ def test_connection_cut_mid_run(ssh_lab) -> None:  # type: ignore[no-untyped-def
     assert report is not None
     h2 = next(h for h in report.hosts if h.name == "h2")
     assert h2.status == "error" and "gone mid-run" in (h2.error or "")
+    assert "the SSH connection to root@198.18.0.2:22 was cut" in (h2.error or "")
     assert not processes(run.prefix)
     assert_no_trace(run.prefix, sl)
 
