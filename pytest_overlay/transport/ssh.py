@@ -201,6 +201,7 @@ class SshTransport:
         self.accept_new = accept_new
         self.netns = netns if netns is not None else inventory.controller.netns
         self._jumps: Dict[Tuple[Optional[str], str, int], asyncio.Future[Any]] = {}
+        self._keys: Dict[str, Any] = {}
 
     # -- connecting -----------------------------------------------------------------------
     async def _socket(self, addr: str, port: int) -> Optional[socket.socket]:
@@ -235,7 +236,7 @@ class SshTransport:
             "client_factory": lambda: _Client(check, known),
         }
         if s["identity"]:
-            opts["client_keys"] = [os.path.expanduser(s["identity"])]
+            opts["client_keys"] = [self._identity(host, s["identity"])]
         where = f"{user + '@' if user else ''}{addr}:{port}"
         try:
             sock = None if tunnel is not None else await self._socket(addr, port)
@@ -259,6 +260,25 @@ class SshTransport:
                              "check the address, the port and that sshd runs there",
                              code="unreachable") from None
         return conn, check
+
+    def _identity(self, host: str, identity: str) -> Any:
+        """The private key of ``identity`` (read once per run); unreadable: the host's error."""
+        path = os.path.expanduser(identity)
+        if path not in self._keys:
+            try:
+                self._keys[path] = asyncssh.read_private_key(path)
+            except OSError as e:
+                self._keys[path] = AgentError(
+                    host, f"identity file {path}: {e.strerror}", "set `identity:` to a private "
+                    "key file, or leave it unset to use the ssh-agent", code="auth")
+            except (asyncssh.KeyImportError, ValueError) as e:
+                self._keys[path] = AgentError(
+                    host, f"identity file {path} cannot be used: {e}", "a passphrase-protected key "
+                    "belongs in the ssh-agent (ssh-add); then leave `identity:` unset", code="auth")
+        key = self._keys[path]
+        if isinstance(key, AgentError):
+            raise AgentError(host, key.message.split(": ", 1)[1], key.hint, code="auth")
+        return key
 
     async def _jump(self, host: str, spec: str, s: Dict[str, Any]) -> Any:
         user, addr, port = parse_jump(spec)

@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import asyncssh
+import pytest
 
+from pytest_overlay.errors import AgentError
 from pytest_overlay.inventory import parse_inventory
 from pytest_overlay.transport.ssh import HostKeyCheck, SshTransport
 
@@ -76,3 +78,23 @@ def test_why_the_agent_did_not_start() -> None:
     e = t._why("a", {**s, "sudo": False}, 1, "SyntaxError: invalid syntax")
     assert e.code == "no-python" and "3.8+" in (e.hint or "")
     assert "exit status 3" in t._why("a", {**s, "sudo": False}, 3, "boom").message
+
+
+def test_identity_file_errors(tmp_path: Path) -> None:
+    (tmp_path / "agent.pyz").write_bytes(b"x")
+    t = SshTransport(tmp_path / "agent.pyz", "ov123456", INV)
+    missing = tmp_path / "nokey"
+    with pytest.raises(AgentError) as e:
+        t._identity("a", str(missing))
+    assert e.value.message == f"host a: identity file {missing}: No such file or directory"
+    locked = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(locked)],
+                   check=True, capture_output=True)
+    with pytest.raises(AgentError) as e:
+        t._identity("b", str(locked))
+    assert e.value.message.startswith(f"host b: identity file {locked} cannot be used")
+    assert "ssh-agent" in (e.value.hint or "")
+    good = tmp_path / "good"
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(good))
+    assert t._identity("a", str(good)).public_data == key.public_data
