@@ -45,6 +45,7 @@ class HostState:
     hello: Dict[str, Any] = field(default_factory=dict)
     vtep: Optional[List[Any]] = None
     counters: Dict[str, Any] = field(default_factory=dict)
+    missing: List[str] = field(default_factory=list)  # capabilities: its checks are skipped
 
     @property
     def ok(self) -> bool:
@@ -101,6 +102,7 @@ class OverlaySession:
             caps = st.hello.get("capabilities", {})
             missing = [k for k in ("root", "tun", "iproute2") if not caps.get(k)]
             if missing:
+                st.missing = missing
                 st.fail(f"missing capabilities: {', '.join(missing)} (the VTEP needs root, "
                         "/dev/net/tun and iproute2)")
                 return
