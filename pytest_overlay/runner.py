@@ -138,8 +138,8 @@ class OverlayRun:
             t0 = time.monotonic()
             if self.start_error is not None or self._session is None or self._loop is None:
                 res = [
-                    CheckResult(check=name, src=tid.split("->")[0], dst=tid.split("->")[1].split("[")[0],
-                                outcome="error", message=f"the overlay did not start: {self.start_error}")
+                    CheckResult.for_test_id(name, tid, "error",
+                                            f"the overlay did not start: {self.start_error}")
                     for tid in self.test_ids(name)
                 ]
             else:
