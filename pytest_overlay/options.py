@@ -12,7 +12,7 @@ from pytest_overlay.naming import check_prefix
 from pytest_overlay.runner import OverlayRun
 
 
-def _network(config: pytest.Config) -> NetworkSpec:
+def default_network(config: pytest.Config) -> NetworkSpec:
     try:
         return NetworkSpec(vni=config.getoption("overlay_vni"),
                            subnet=config.getoption("overlay_subnet"),
@@ -41,7 +41,7 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
 
         return ssh_run(config, hosts, _prefix(config))
     local = str(config.getoption("overlay_local"))
-    network = _network(config)
+    network = default_network(config)
     prefix = _prefix(config)
     if local.isdigit():
         n = int(local)

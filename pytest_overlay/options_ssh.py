@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 import pytest
 
+from pytest_overlay.ansible_inventory import load_ansible_inventory, looks_like_ansible
 from pytest_overlay.errors import ConfigError
-from pytest_overlay.inventory import load_inventory
+from pytest_overlay.inventory import Inventory, load_inventory
 from pytest_overlay.runner import OverlayRun
+
+
+def _load(config: pytest.Config, hosts: str) -> Inventory:
+    """Our YAML inventory, or an Ansible inventory (INI/YAML) with ``--overlay-group``."""
+    path = Path(hosts)
+    try:
+        text = path.read_text()
+    except OSError:
+        return load_inventory(hosts)  # says what is wrong with the path
+    group = config.getoption("overlay_group")
+    if looks_like_ansible(path, text):
+        from pytest_overlay.options import default_network
+
+        return load_ansible_inventory(path, text, group, default_network(config))
+    if group is not None:
+        raise ConfigError(f"--overlay-group={group}: {hosts} is not an Ansible inventory",
+                          "--overlay-group selects a group of an Ansible inventory; in ours, "
+                          "list a network's hosts or groups under networks[].hosts")
+    return load_inventory(hosts)
 
 
 def ssh_run(config: pytest.Config, hosts: str, prefix: Optional[str]) -> OverlayRun:
     if config.getoption("overlay_local") is not None:
         raise ConfigError("--overlay-local and --overlay-hosts exclude each other",
                           "give one: a namespace lab (--overlay-local=N) or real hosts")
-    inventory = load_inventory(hosts)
+    inventory = _load(config, hosts)
     netns = config.getoption("overlay_ssh_netns")
     if netns is not None and not netns:
         raise ConfigError("--overlay-ssh-netns: empty namespace name", "omit it on real networks")

@@ -27,6 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--overlay-audit", action="store_true",
                 help="run the built-in audit (reachability of every endpoint pair); "
                      "with no test paths given, only the audit runs")
+    g.addoption("--overlay-group", metavar="GROUP",
+                help="with an Ansible inventory as --overlay-hosts: use the hosts of GROUP")
     g.addoption("--overlay-report", metavar="FILE", help="write the JSON report to FILE")
     g.addoption("--overlay-prefix", metavar="PREFIX",
                 help="run prefix ('ov' + 6 hex digits) carried by every name the run makes; "

@@ -84,9 +84,15 @@ class SshdLab:
     """``sshd`` in every host namespace of ``lab`` (built), plus a client key and known_hosts."""
 
     def __init__(self, lab: NetLab, host_ns: Dict[str, str], port: int = 22,
-                 sudoers: Optional[str] = None) -> None:
+                 sudoers: Optional[str] = None, private_root: bool = False) -> None:
         """``sudoers``: rules that replace ``/etc/sudoers.d`` for the servers (their private mount
-        namespaces only), e.g. ``"ovlab ALL=(root) NOPASSWD: /usr/bin/python3"``."""
+        namespaces only), e.g. ``"ovlab ALL=(root) NOPASSWD: /usr/bin/python3"``.
+
+        ``private_root``: each server gets its own copy-on-write ``/etc``, ``/usr/local``,
+        ``/home``, ``/root`` and ``/var/mail`` (overlayfs, upper layers in the run's temp dir), so
+        provisioning it (users, sudoers, files: what Ansible does) changes that host only and never
+        the machine. :meth:`changed` lists what a host's provisioning wrote.
+        """
         self.lab = lab
         self.prefix = lab.prefix
         self.host_ns = host_ns
@@ -100,6 +106,7 @@ class SshdLab:
         self.procs: Dict[str, subprocess.Popen] = {}
         self.controller_ns: Optional[str] = None
         self.sudoers = sudoers
+        self.private_root = private_root
 
     def address(self, host: str) -> str:
         return next(h.address for h in self.lab.topology.hosts if h.name == host)
@@ -163,10 +170,15 @@ class SshdLab:
         cfg = d / f"sshd_config_{host}"
         cfg.write_text(_CONFIG.format(port=self.port, address=self.address(host),
                                       host_key=d / f"host_key_{host}", pid_file=d / f"sshd_{host}.pid",
-                                      authorized_keys=self.authorized_keys))
+                                      authorized_keys=f"{self.authorized_keys} .ssh/authorized_keys"
+                                      if self.private_root else self.authorized_keys))
         keep = d / f"netns_{host}"
         keep.mkdir()
-        users = "".join(f" mount --bind {d / name} /etc/{name};" for name in ("passwd", "shadow", "group"))
+        if self.private_root:
+            users = self._overlays(host)
+        else:
+            users = "".join(f" mount --bind {d / name} /etc/{name};"
+                            for name in ("passwd", "shadow", "group"))
         if self.sudoers is not None:
             users += f" mount --bind {d / 'sudoers.d'} /etc/sudoers.d;"
         script = (f"set -e; mount --rbind /run/netns {keep}; mount -t tmpfs -o mode=0755 tmpfs /run;"
@@ -176,6 +188,34 @@ class SshdLab:
             ["ip", "netns", "exec", self.host_ns[host], "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)
+
+    PRIVATE_DIRS = ("/etc", "/usr/local", "/home", "/root", "/var/mail")
+
+    def _upper(self, host: str, path: str) -> Path:
+        return self.dir / f"root_{host}" / path.strip("/").replace("/", "_") / "upper"
+
+    def _overlays(self, host: str) -> str:
+        """Shell commands mounting the private copy-on-write directories of ``host``."""
+        cmds = ""
+        for path in self.PRIVATE_DIRS:
+            if not Path(path).is_dir():
+                continue
+            upper = self._upper(host, path)
+            work = upper.parent / "work"
+            upper.mkdir(parents=True)
+            work.mkdir()
+            cmds += (f" mount -t overlay overlay -o lowerdir={path},upperdir={upper},"
+                     f"workdir={work} {path};")
+        return cmds
+
+    def changed(self, host: str) -> List[str]:
+        """Paths that provisioning wrote on ``host`` (its private layers), sorted."""
+        out = []
+        for path in self.PRIVATE_DIRS:
+            upper = self._upper(host, path)
+            if upper.is_dir():
+                out += [str(Path(path) / p.relative_to(upper)) for p in upper.rglob("*")]
+        return sorted(out)
 
     def _wait_listening(self, host: str, deadline: float) -> None:
         addr = (self.address(host), self.port)
