@@ -34,6 +34,16 @@ def _prefix(config: pytest.Config) -> str | None:
         raise ConfigError(f"--overlay-prefix: {e}", "e.g. --overlay-prefix=ov0a1b2c") from None
 
 
+def _control_plane(config: pytest.Config) -> str:
+    from pytest_overlay.controlplane import MODES
+
+    mode = str(config.getoption("overlay_control_plane", "raft") or "raft")
+    if mode not in MODES:
+        raise ConfigError(f"--overlay-control-plane={mode}: expected one of {', '.join(MODES)}",
+                          "raft (agents replicate the mappings) or static (the controller pushes them)")
+    return mode
+
+
 def run_from_options(config: pytest.Config) -> OverlayRun:
     local = str(config.getoption("overlay_local"))
     network = _network(config)
@@ -43,6 +53,7 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
         if not 2 <= n <= 250:
             raise ConfigError(f"--overlay-local={n}: the lab takes 2 to 250 hosts",
                               "e.g. --overlay-local=3")
-        return OverlayRun.local(LabTopology.flat(n), network, prefix=prefix)
+        return OverlayRun.local(LabTopology.flat(n), network, prefix=prefix,
+                                control_plane=_control_plane(config))
     raise ConfigError(f"--overlay-local={local}: expected a number of hosts (2..250)",
                       "e.g. --overlay-local=3; topology files come with the fault lab")
