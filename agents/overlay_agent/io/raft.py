@@ -100,12 +100,32 @@ class _Refuse:
         raise RuntimeError("no session")
 
 
+UNKNOWN_TIMEOUT = 3.0  # s an incoming connection may take to identify itself
+UNKNOWN_MAX_BUFFER = 1 << 20  # bytes buffered for a frame on such a connection
+
+
 class _AuthTransport(TCPTransport):  # type: ignore[misc,valid-type]
-    """pysyncobj's TCP transport with a fresh authenticated session on every connection."""
+    """pysyncobj's TCP transport with a fresh authenticated session on every connection.
+
+    Incoming connections that have not completed the handshake are dropped after
+    ``UNKNOWN_TIMEOUT`` s or once they buffer more than ``UNKNOWN_MAX_BUFFER`` bytes (a forged
+    length prefix would otherwise make pysyncobj wait and buffer without limit).
+    """
 
     def _onNewIncomingConnection(self, conn: Any) -> None:
         super()._onNewIncomingConnection(conn)
         conn.encryptor = self._syncObj.new_session(initiator=False)
+        conn.ov_since = time.monotonic()
+
+    def _onTick(self) -> None:
+        super()._onTick()
+        now = time.monotonic()
+        for conn in list(self._unknownConnections):
+            buffered = len(getattr(conn, "_TcpConnection__readBuffer", b""))
+            if now - getattr(conn, "ov_since", now) > UNKNOWN_TIMEOUT or buffered > UNKNOWN_MAX_BUFFER:
+                self._syncObj._rejected_frame("unauthenticated connection dropped: no valid "
+                                              f"handshake within {UNKNOWN_TIMEOUT:g} s")
+                conn.disconnect()
 
     def _onOutgoingConnected(self, conn: Any) -> None:
         conn.encryptor = self._syncObj.new_session(initiator=True)
