@@ -45,7 +45,7 @@ class RaftLab:
             a.call("raft_publish", deadline=30.0)
         return a
 
-    def start(self) -> "RaftLab":
+    def start(self) -> RaftLab:
         for h in self.hosts:
             self.start_host(h, publish=False)
         for h in self.hosts:

@@ -90,7 +90,7 @@ def test_a_peer_with_the_wrong_secret_never_joins(rl: RaftLab) -> None:
     time.sleep(2.0)
     st = intruder.call("raft_status")
     assert st["leader"] is None and st["table_size"]["endpoints"] == 0, st
-    with pytest.raises(RuntimeError, match="no Raft quorum|not connected"):
+    with pytest.raises(RuntimeError, match=r"no Raft quorum|not connected"):
         intruder.call("raft_write", command={"op": "remove_member", "name": "h1"}, deadline=1.0)
     assert all(rl.status(h)["table_size"]["members"] == 3 for h in ("h1", "h2", "h3"))
     assert sum(rl.status(h)["rejected_frames"] for h in ("h1", "h2", "h3")) > 0

@@ -53,7 +53,7 @@ class Table:
             self.version -= n  # counted once by the caller
             return n
         if op == "member":
-            rec = {"name": str(c["name"]), "underlay": str(c["underlay"]),
+            rec: Dict[str, Any] = {"name": str(c["name"]), "underlay": str(c["underlay"]),
                    "vtep_port": int(c["vtep_port"]), "status": "up",
                    "joined_at": c.get("joined_at")}
             old = self.members.get(rec["name"])
@@ -67,22 +67,22 @@ class Table:
                 del self.endpoints[k]
             return len(gone) + (1 if self.members.pop(name, None) is not None else 0)
         if op == "network":
-            rec = {"name": str(c["name"]), "vni": int(c["vni"]), "subnet": str(c["subnet"]),
+            net: Dict[str, Any] = {"name": str(c["name"]), "vni": int(c["vni"]), "subnet": str(c["subnet"]),
                    "mtu": int(c.get("mtu", 1450))}
             for other in self.networks.values():
-                if other["vni"] == rec["vni"] and other["name"] != rec["name"]:
-                    raise _Rejected(f"VNI {rec['vni']} already belongs to network {other['name']}")
-            old = self.networks.get(rec["name"])
-            if old is not None and old != rec:
-                raise _Rejected(f"network {rec['name']} exists with other settings: {old}")
-            return self._put(self.networks, rec["name"], rec)
+                if other["vni"] == net["vni"] and other["name"] != net["name"]:
+                    raise _Rejected(f"VNI {net['vni']} already belongs to network {other['name']}")
+            old = self.networks.get(net["name"])
+            if old is not None and old != net:
+                raise _Rejected(f"network {net['name']} exists with other settings: {old}")
+            return self._put(self.networks, net["name"], net)
         if op == "endpoint":
             host = str(c["host"])
             if host not in self.members:
                 raise _Rejected(f"endpoint on host {host}, which is not a member: register it first")
-            rec = {"vni": int(c["vni"]), "mac": str(c["mac"]).lower(), "ip": c.get("ip"),
+            epr: Dict[str, Any] = {"vni": int(c["vni"]), "mac": str(c["mac"]).lower(), "ip": c.get("ip"),
                    "host": host, "name": c.get("name")}
-            return self._put(self.endpoints, f"{rec['vni']}/{rec['mac']}", rec)
+            return self._put(self.endpoints, f"{epr['vni']}/{epr['mac']}", epr)
         if op == "remove_endpoint":
             key = f"{int(c['vni'])}/{str(c['mac']).lower()}"
             return 1 if self.endpoints.pop(key, None) is not None else 0

@@ -175,7 +175,7 @@ class RaftNode(SyncObj):  # type: ignore[misc,valid-type]
 
     def _rejected_frame(self, why: str) -> None:
         self.rejected_count += 1
-        self.rejected = (self.rejected + [why])[-50:]
+        self.rejected = [*self.rejected, why][-50:]
 
     @replicated
     def _apply(self, command: str) -> Dict[str, Any]:
