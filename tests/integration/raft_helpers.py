@@ -32,11 +32,12 @@ class RaftLab:
         self.voter_addrs = [f"{lab.address(h)}:{RAFT_PORT}" for h in self.hosts[:voters]]
         self.agents: Dict[str, AgentProc] = {}
 
-    def start_host(self, host: str, publish: bool = True, secret: Optional[str] = None) -> AgentProc:
+    def start_host(self, host: str, publish: bool = True, secret: Optional[str] = None,
+                   ep_name: str = "e0") -> AgentProc:
         i = self.hosts.index(host)
         a = self.lab.agent(host)
         a.call("create_network", name="overlay0", vni=VNI, subnet=SUBNET, mtu=1450)
-        a.call("add_endpoint", network="overlay0", name="e0", ip=ep_ip(i), mac=mac_for(ep_ip(i)))
+        a.call("add_endpoint", network="overlay0", name=ep_name, ip=ep_ip(i), mac=mac_for(ep_ip(i)))
         addr = f"{self.lab.address(host)}:{RAFT_PORT}"
         a.call("raft_start", secret=secret or self.secret, voters=self.voter_addrs,
                self_addr=addr if addr in self.voter_addrs else None)
@@ -74,6 +75,18 @@ class RaftLab:
             assert time.monotonic() < end, "no leader elected"
             time.sleep(0.05)
 
-    def ping(self, src: str, dst: str, count: int = 3) -> Dict[str, Any]:
-        return dict(self.agents[src].call("ping", endpoint="e0", dst=ep_ip(self.hosts.index(dst)),
-                                          count=count, timeout=1.0, interval=0.02))
+    def ping(self, src: str, dst: str, count: int = 3, endpoint: str = "e0") -> Dict[str, Any]:
+        return dict(self.agents[src].call("ping", endpoint=endpoint,
+                                          dst=ep_ip(self.hosts.index(dst)), count=count,
+                                          timeout=1.0, interval=0.02))
+
+    def link(self, host: str, up: bool) -> None:
+        """Cut (or heal) ``host`` off the underlay: its port in the lab switch goes down."""
+        port = f"{self.lab.prefix}p{self.hosts.index(host) + 1}"
+        self.lab.run(host, "ip", "link", "set", port, "up" if up else "down",
+                     netns=self.lab.netlab.switch_ns)
+
+    def kill(self, host: str) -> None:
+        a = self.agents[host]
+        a.proc.kill()
+        a.proc.wait(10)
