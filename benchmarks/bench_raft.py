@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lab import AgentProc, BenchLab  # noqa: E402
+from _lab import AgentProc, BenchLab
 
 PORT = 4790
 VNI = 4096
@@ -200,7 +200,7 @@ def main() -> None:
             print(f"write->visible on all {n} nodes ({args.writes} writes from a follower): "
                   f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.2f} ms")
         f = bench_failover(tmp)
-        print(f"failover (SIGKILL leader, 5 voters): "
+        print("failover (SIGKILL leader, 5 voters): "
               + ", ".join(f"{x:.0f}" for x in f["failover_ms"]) + " ms; "
               f"data-plane outage between other hosts: {f['outage_ms']} ms")
         b = bench_bulk(tmp)
