@@ -34,7 +34,7 @@ VNI = 4096
 
 
 def mac(i: int, host: int = 0) -> str:
-    return "02:43:%02x:%02x:%02x:%02x" % (host, (i >> 16) & 255, (i >> 8) & 255, i & 255)
+    return f"02:43:{host:02x}:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
 
 
 class Group:
@@ -55,7 +55,7 @@ class Group:
         i = self.hosts.index(host)
         a.call("create_network", name="overlay0", vni=VNI, subnet="10.10.0.0/16", mtu=1450)
         a.call("add_endpoint", network="overlay0", name=ep, ip=f"10.10.0.{i + 2}",
-               mac="02:42:0a:0a:00:%02x" % (i + 2))
+               mac=f"02:42:0a:0a:00:{i + 2:02x}")
         me = f"{self.lab.address(host)}:{PORT}"
         a.call("raft_start", secret=self.secret, voters=self.voters,
                self_addr=me if me in self.voters else None)
@@ -77,7 +77,7 @@ class Group:
 
 def pct(xs: List[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def bench_writes(n: int, writes: int, tmp: Path) -> Dict[str, float]:
