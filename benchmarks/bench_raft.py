@@ -43,6 +43,7 @@ class Group:
         self.hosts = [f"h{i + 1}" for i in range(n)]
         self.secret = secrets.token_hex(32)
         self.voters = [f"{lab.address(h)}:{PORT}" for h in self.hosts[:voters]]
+        self.ep: Dict[str, str] = {}
         for h in self.hosts:
             self.start(h)
         for h in self.hosts:
@@ -52,6 +53,7 @@ class Group:
 
     def start(self, host: str, ep: str = "e0") -> AgentProc:
         a = self.lab.start_agent(host)
+        self.ep[host] = ep
         i = self.hosts.index(host)
         a.call("create_network", name="overlay0", vni=VNI, subnet="10.10.0.0/16", mtu=1450)
         a.call("add_endpoint", network="overlay0", name=ep, ip=f"10.10.0.{i + 2}",
@@ -113,7 +115,7 @@ def bench_failover(tmp: Path) -> Dict[str, Any]:
             term = g.status(leader)["term"]
             a, b = [h for h in alive if h != leader][:2]
             dst = f"10.10.0.{g.hosts.index(b) + 2}"
-            ping = lab.popen(f"{lab.prefix}-{a}-e0", "ping", "-n", "-q", "-i", "0.01", "-W", "1",
+            ping = lab.popen(f"{lab.prefix}-{a}-{g.ep[a]}", "ping", "-n", "-q", "-i", "0.01", "-W", "1",
                              "-c", "300", dst)
             time.sleep(1.0)
             t0 = time.monotonic()
@@ -121,9 +123,9 @@ def bench_failover(tmp: Path) -> Dict[str, Any]:
             lab.agents[leader].proc.wait()
             new = g.leader([h for h in alive if h != leader], min_term=term)
             out["failover_ms"].append((time.monotonic() - t0) * 1000)
-            text, _ = ping.communicate(timeout=30)
+            text, err = ping.communicate(timeout=30)
             m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
-            assert m, text
+            assert m, text + err
             lost = int(m.group(1)) - int(m.group(2))
             out["lost_pings"].append(lost)
             out["outage_ms"].append(lost * 10)
