@@ -135,18 +135,56 @@ class ControlPlaneMixin:
         return {**res, "id": command["id"], "started_at": t0, "committed_at": time.time()}
 
     def _raft_sync_loop(self) -> None:
+        """Tables from the replica on every change; our own endpoints kept registered."""
         dirty = self._raft_dirty
         assert dirty is not None
+        next_reconcile = 0.0
         while not self._raft_stopping:
-            if not dirty.wait(0.5):
+            changed = dirty.wait(0.25)
+            node = self._raft
+            if node is None:
                 continue
-            dirty.clear()
-            try:
-                self._raft_apply_tables()
-            except Exception as e:  # keep the loop: the next change retries
-                import sys
+            # A snapshot installed by the leader replaces the table without an apply call.
+            if changed or node.table.version != self._raft_synced_version:
+                dirty.clear()
+                try:
+                    self._raft_apply_tables()
+                except Exception as e:  # keep the loop: the next change retries
+                    self._raft_log(f"deriving tables from Raft failed: {e}")
+            if time.monotonic() >= next_reconcile:
+                next_reconcile = time.monotonic() + 0.5
+                try:
+                    self._raft_reconcile()
+                except Exception as e:
+                    next_reconcile = time.monotonic() + 2.0  # no quorum now: retry later
+                    self._raft_log(f"registering endpoints by Raft failed: {e}")
 
-                sys.stderr.write(f"overlay-agent: deriving tables from Raft failed: {e}\n")
+    def _raft_reconcile(self) -> None:
+        """Endpoints made or removed here after ``raft_publish`` are written by this agent.
+
+        Only while this host is a member: a host removed from the overlay stays removed until
+        it publishes again.
+        """
+        node = self._raft
+        host = self.host  # type: ignore[attr-defined]
+        if node is None or host not in node.table.members:
+            return
+        mine = {f"{ep.vni}/{ep.mac.lower()}": ep for ep in list(self.endpoints.values())}  # type: ignore[attr-defined]
+        listed = {k for k, e in node.table.endpoints.items() if e["host"] == host}
+        cmds: List[Dict[str, Any]] = [
+            {"op": "endpoint", "vni": ep.vni, "mac": ep.mac, "ip": ep.ip, "host": host,
+             "name": ep.name} for k, ep in mine.items() if k not in listed]
+        for k in sorted(listed - set(mine)):
+            vni, mac = k.split("/", 1)
+            cmds.append({"op": "remove_endpoint", "vni": int(vni), "mac": mac})
+        if cmds:
+            self._raft_write({"op": "batch", "commands": cmds}, 5.0, fail_fast=True)
+
+    @staticmethod
+    def _raft_log(message: str) -> None:
+        import sys
+
+        sys.stderr.write(f"overlay-agent: {message}\n")
 
     def _raft_apply_tables(self) -> None:
         """VtepCore's members and per-VNI remote entries, from the local replica only."""

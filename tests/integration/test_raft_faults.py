@@ -120,3 +120,14 @@ def test_add_and_remove_a_host(rl: RaftLab, make_lab: Any) -> None:
     rl.agents["h4"].call("raft_publish", deadline=10)
     rl.wait_all(lambda a: a.call("raft_wait", key=key, timeout=5)["ok"])
     assert rl.ping("h4", "h1")["received"] > 0
+
+
+def test_endpoints_made_later_are_registered_and_removed_by_their_agent(rl: RaftLab) -> None:
+    ip, mac = ep_ip(50), mac_for(ep_ip(50))
+    rl.agents["h2"].call("add_endpoint", network="overlay0", name="late", ip=ip, mac=mac)
+    key = f"{VNI}/{mac}"
+    rl.wait_all(lambda a: a.call("raft_wait", key=key, timeout=5)["ok"])
+    assert rl.agents["h1"].call("ping", endpoint="e0", dst=ip, count=3, timeout=1.0,
+                                interval=0.02)["received"] > 0
+    rl.agents["h2"].call("remove_endpoint", name="late")
+    rl.wait_all(lambda a: a.call("raft_wait", key=key, absent=True, timeout=5)["ok"])
