@@ -44,6 +44,13 @@ def _control_plane(config: pytest.Config) -> str:
     return mode
 
 
+def _raft_port(config: pytest.Config) -> int:
+    port = int(config.getoption("overlay_raft_port", 4790) or 4790)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--overlay-raft-port={port}: not a TCP port", "e.g. --overlay-raft-port=4790")
+    return port
+
+
 def run_from_options(config: pytest.Config) -> OverlayRun:
     local = str(config.getoption("overlay_local"))
     network = _network(config)
@@ -53,7 +60,9 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
         if not 2 <= n <= 250:
             raise ConfigError(f"--overlay-local={n}: the lab takes 2 to 250 hosts",
                               "e.g. --overlay-local=3")
-        return OverlayRun.local(LabTopology.flat(n), network, prefix=prefix,
-                                control_plane=_control_plane(config))
+        mode, port = _control_plane(config), _raft_port(config)  # errors before any run exists
+        run = OverlayRun.local(LabTopology.flat(n), network, prefix=prefix, control_plane=mode)
+        run.raft_port = port
+        return run
     raise ConfigError(f"--overlay-local={local}: expected a number of hosts (2..250)",
                       "e.g. --overlay-local=3; topology files come with the fault lab")

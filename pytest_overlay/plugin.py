@@ -32,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--overlay-control-plane", default="raft", metavar="raft|static",
                 help="how agents learn the mappings: raft (replicated among the agents, "
                      "authenticated; default) or static (pushed by the controller)")
+    g.addoption("--overlay-raft-port", type=int, default=4790, metavar="PORT",
+                help="TCP port of the agents' Raft on their underlay address (4790)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -37,6 +37,7 @@ class OverlayRun:
         self.plan = plan
         self.mode = mode
         self.control_plane = control_plane
+        self.raft_port = 4790  # --overlay-raft-port
         self.prefix = prefix or new_prefix()
         self.topology = topology
         self.started_at = _now()
@@ -109,6 +110,7 @@ class OverlayRun:
             raise OverlayError(f"mode {self.mode!r} is not available yet")
         self._session = OverlaySession(self.plan, self.prefix, starter,
                                        control_plane=self.control_plane)
+        self._session.raft_port = self.raft_port
         self._loop.run(self._session.start(), timeout=120)
         for k, v in self._session.timings.items():
             self.timings[k] = round(v, 3)

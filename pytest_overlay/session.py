@@ -80,6 +80,7 @@ class OverlaySession:
         self._starter = starter
         self.control_plane = control_plane
         self.raft: Any = None  # controlplane.RaftInfo in raft mode
+        self.raft_port = 4790
         self.hosts: Dict[str, HostState] = {h.name: HostState(h) for h in plan.hosts}
         self.timings: Dict[str, float] = {}
 
@@ -99,7 +100,7 @@ class OverlaySession:
         if self.control_plane == "raft":
             from pytest_overlay.controlplane import bootstrap
 
-            await bootstrap(self)
+            await bootstrap(self, port=self.raft_port)
         else:
             await self.push_mappings()
         self.timings["overlay_s"] = time.monotonic() - t1

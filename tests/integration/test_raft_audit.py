@@ -22,7 +22,7 @@ def test_audit_passes_in_both_control_plane_modes(pytester: pytest.Pytester, tmp
     report = tmp_path / "report.json"
     result = pytester.runpytest("--overlay-local=4", "--overlay-audit",
                                 f"--overlay-control-plane={mode}", f"--overlay-report={report}",
-                                "-p", "no:cacheprovider")
+                                "--overlay-raft-port=4799", "-p", "no:cacheprovider")
     data = json.loads(report.read_text())
     cp = [r for r in data["results"] if r["check"] == "control-plane"]
     reach = [r for r in data["results"] if r["check"] == "reachability"]

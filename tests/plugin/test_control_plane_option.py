@@ -22,3 +22,9 @@ def test_audit_has_one_control_plane_item_per_host_first(pytester: pytest.Pytest
 def test_help_shows_the_control_plane_option(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*--overlay-control-plane=raft|static*"])
+
+
+def test_bad_raft_port_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--overlay-local=3", "--overlay-raft-port=70000")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--overlay-raft-port=70000: not a TCP port*"])

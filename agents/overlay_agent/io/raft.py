@@ -157,6 +157,7 @@ class RaftNode(SyncObj):  # type: ignore[misc,valid-type]
             raftMinTimeout=0.35 if fast else 0.4, raftMaxTimeout=0.9 if fast else 1.4,
             appendEntriesPeriod=0.05, connectionTimeout=2.0, connectionRetryTime=0.5,
             autoTickPeriod=0.01, bindRetryTime=0.5, logCompactionMinEntries=20000,
+            bindAddress=self_addr,  # the underlay address only (pysyncobj would take 0.0.0.0)
         )
         others = [v for v in voters if v != self_addr]
         super().__init__(self_addr, others, conf, transportClass=_AuthTransport)
