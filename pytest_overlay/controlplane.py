@@ -25,7 +25,7 @@ def voter_count(n: int) -> int:
 
 
 def _addr(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return f"{ip}:{port}"  # pysyncobj splits at the last colon, IPv6 needs no brackets
 
 
 class RaftInfo:

@@ -139,13 +139,18 @@ class ControlPlaneMixin:
         dirty = self._raft_dirty
         assert dirty is not None
         next_reconcile = 0.0
+        next_refresh = 0.0
         while not self._raft_stopping:
             changed = dirty.wait(0.25)
             node = self._raft
             if node is None:
                 continue
-            # A snapshot installed by the leader replaces the table without an apply call.
-            if changed or node.table.version != self._raft_synced_version:
+            # A snapshot installed by the leader replaces the table without an apply call; and
+            # once a second the tables are re-derived anyway, which repairs a rebuild that raced
+            # with an endpoint being added on the RPC thread (VtepCore has no lock).
+            now = time.monotonic()
+            if changed or node.table.version != self._raft_synced_version or now >= next_refresh:
+                next_refresh = now + 1.0
                 dirty.clear()
                 try:
                     self._raft_apply_tables()
