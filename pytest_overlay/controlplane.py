@@ -102,4 +102,5 @@ async def bootstrap(session: Any, port: int = DEFAULT_PORT, timeout: float = 30.
 
     await asyncio.gather(*(converge(st) for st in live if st.ok))
     info.ready_s = round(time.monotonic() - t0, 3)
+    session.timings["raft_s"] = info.ready_s
     return info

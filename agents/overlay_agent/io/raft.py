@@ -263,7 +263,14 @@ class RaftNode(SyncObj):  # type: ignore[misc,valid-type]
 
     # -- reading ------------------------------------------------------------------------------
     def status(self) -> Dict[str, Any]:
-        st = self.getStatus()
+        for _ in range(5):  # getStatus iterates sets the tick thread may be changing
+            try:
+                st = self.getStatus()
+                break
+            except RuntimeError:
+                time.sleep(0.001)
+        else:
+            st = self.getStatus()
         leader = st.get("leader")
         return {
             "role": "replica" if self.selfNode is None else ROLES.get(st.get("state"), "?"),
