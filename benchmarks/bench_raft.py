@@ -29,7 +29,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lab import AgentProc, BenchLab
 
-PORT = 4790
+PORT = 7946
 VNI = 4096
 
 

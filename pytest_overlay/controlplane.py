@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from pytest_overlay.errors import OverlayError
 
 MODES = ("raft", "static")
-DEFAULT_PORT = 4790
+DEFAULT_PORT = 7946
 
 
 def voter_count(n: int) -> int:

@@ -45,13 +45,21 @@ def _control_plane(config: pytest.Config) -> str:
 
 
 def _raft_port(config: pytest.Config) -> int:
-    port = int(config.getoption("overlay_raft_port", 4790) or 4790)
+    port = int(config.getoption("overlay_raft_port", 7946) or 7946)
     if not 1 <= port <= 65535:
-        raise ConfigError(f"--overlay-raft-port={port}: not a TCP port", "e.g. --overlay-raft-port=4790")
+        raise ConfigError(f"--overlay-raft-port={port}: not a TCP port", "e.g. --overlay-raft-port=7946")
     return port
 
 
 def run_from_options(config: pytest.Config) -> OverlayRun:
+    hosts = config.getoption("overlay_hosts")
+    if hosts is not None:
+        from pytest_overlay.options_ssh import ssh_run
+
+        mode, port = _control_plane(config), _raft_port(config)
+        remote = ssh_run(config, hosts, _prefix(config))
+        remote.control_plane, remote.raft_port = mode, port
+        return remote
     local = str(config.getoption("overlay_local"))
     network = _network(config)
     prefix = _prefix(config)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from tests.integration.conftest import AgentProc, Lab
 
-RAFT_PORT = 4790
+RAFT_PORT = 7946
 VNI = 4096
 SUBNET = "10.10.0.0/16"
 

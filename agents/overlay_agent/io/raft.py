@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - reported by capabilities()
 finally:
     socket.inet_ntop = _inet_ntop  # pysyncobj replaces it (win_inet_pton); put ours back
 
-DEFAULT_PORT = 4790
+DEFAULT_PORT = 7946
 ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 RETRY = ("LEADER_CHANGED", "MISSING_LEADER", "NOT_LEADER", "DISCARDED", "QUEUE_FULL")
 
