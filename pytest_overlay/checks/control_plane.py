@@ -100,7 +100,9 @@ async def run(session: Any) -> List[CheckResult]:
         st = session.hosts[h.name]
         status: Optional[Any] = statuses.get(h.name)
         if status is None or not st.ok:
-            out.append(CheckResult(check=NAME, src=h.name, outcome="error",
+            # Like reachability: a host lacking a capability is skipped, a broken one an error.
+            out.append(CheckResult(check=NAME, src=h.name,
+                                   outcome="skip" if getattr(st, "missing", None) else "error",
                                    message=f"host {h.name} is not available: "
                                            f"{st.error or 'agent down'}"))
             continue
