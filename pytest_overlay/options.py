@@ -34,12 +34,32 @@ def _prefix(config: pytest.Config) -> str | None:
         raise ConfigError(f"--overlay-prefix: {e}", "e.g. --overlay-prefix=ov0a1b2c") from None
 
 
+def _control_plane(config: pytest.Config) -> str:
+    from pytest_overlay.controlplane import MODES
+
+    mode = str(config.getoption("overlay_control_plane", "raft") or "raft")
+    if mode not in MODES:
+        raise ConfigError(f"--overlay-control-plane={mode}: expected one of {', '.join(MODES)}",
+                          "raft (agents replicate the mappings) or static (the controller pushes them)")
+    return mode
+
+
+def _raft_port(config: pytest.Config) -> int:
+    port = int(config.getoption("overlay_raft_port", 7946) or 7946)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--overlay-raft-port={port}: not a TCP port", "e.g. --overlay-raft-port=7946")
+    return port
+
+
 def run_from_options(config: pytest.Config) -> OverlayRun:
     hosts = config.getoption("overlay_hosts")
     if hosts is not None:
         from pytest_overlay.options_ssh import ssh_run
 
-        return ssh_run(config, hosts, _prefix(config))
+        mode, port = _control_plane(config), _raft_port(config)
+        remote = ssh_run(config, hosts, _prefix(config))
+        remote.control_plane, remote.raft_port = mode, port
+        return remote
     local = str(config.getoption("overlay_local"))
     network = default_network(config)
     prefix = _prefix(config)
@@ -48,6 +68,9 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
         if not 2 <= n <= 250:
             raise ConfigError(f"--overlay-local={n}: the lab takes 2 to 250 hosts",
                               "e.g. --overlay-local=3")
-        return OverlayRun.local(LabTopology.flat(n), network, prefix=prefix)
+        mode, port = _control_plane(config), _raft_port(config)  # errors before any run exists
+        run = OverlayRun.local(LabTopology.flat(n), network, prefix=prefix, control_plane=mode)
+        run.raft_port = port
+        return run
     raise ConfigError(f"--overlay-local={local}: expected a number of hosts (2..250)",
                       "e.g. --overlay-local=3; topology files come with the fault lab")

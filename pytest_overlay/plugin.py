@@ -38,6 +38,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="inner subnet of the default network (10.10.0.0/16)")
     g.addoption("--overlay-mtu", type=int, default=1450,
                 help="MTU of the default network's endpoints (1450)")
+    g.addoption("--overlay-control-plane", default="raft", metavar="raft|static",
+                help="how agents learn the mappings: raft (replicated among the agents, "
+                     "authenticated; default) or static (pushed by the controller)")
+    g.addoption("--overlay-raft-port", type=int, default=7946, metavar="PORT",
+                help="TCP port of the agents' Raft on their underlay address (7946)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

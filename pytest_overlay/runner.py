@@ -33,9 +33,11 @@ def _now() -> str:
 
 class OverlayRun:
     def __init__(self, plan: RunPlan, mode: str, prefix: Optional[str] = None,
-                 topology: Optional[LabTopology] = None) -> None:
+                 topology: Optional[LabTopology] = None, control_plane: str = "raft") -> None:
         self.plan = plan
         self.mode = mode
+        self.control_plane = control_plane
+        self.raft_port = 7946  # --overlay-raft-port
         self.prefix = prefix or new_prefix()
         self.topology = topology
         self.started_at = _now()
@@ -58,11 +60,12 @@ class OverlayRun:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def local(cls, topology: LabTopology, network: NetworkSpec, prefix: Optional[str] = None) -> OverlayRun:
+    def local(cls, topology: LabTopology, network: NetworkSpec, prefix: Optional[str] = None,
+              control_plane: str = "raft") -> OverlayRun:
         hosts = [HostPlan(name=h.name, underlay=h.address, transport="netns") for h in topology.hosts]
         plan = RunPlan(hosts=hosts, networks=[network],
                        endpoints=one_endpoint_per_host(hosts, network))
-        return cls(plan, "local", prefix=prefix, topology=topology)
+        return cls(plan, "local", prefix=prefix, topology=topology, control_plane=control_plane)
 
     @classmethod
     def from_inventory(cls, inventory: Any, prefix: Optional[str] = None, accept_new: bool = False,
@@ -99,7 +102,8 @@ class OverlayRun:
         # First the watchdog: whatever happens to this process from here on, it cleans up.
         self._keeper = keeper.start(self.prefix)
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
-        pyz = build_agent(self._workdir)
+        pyz = build_agent(self._workdir,
+                          bundle=["pysyncobj"] if self.control_plane == "raft" else [])
         self._loop = LoopThread()
         starter: Callable[..., Any]
         if self.mode == "local":
@@ -124,7 +128,9 @@ class OverlayRun:
                 return await ssh.start(host.name)
         else:
             raise OverlayError(f"mode {self.mode!r} is not available yet")
-        self._session = OverlaySession(self.plan, self.prefix, starter)
+        self._session = OverlaySession(self.plan, self.prefix, starter,
+                                       control_plane=self.control_plane)
+        self._session.raft_port = self.raft_port
         self._loop.run(self._session.start(), timeout=120)
         for k, v in self._session.timings.items():
             self.timings[k] = round(v, 3)

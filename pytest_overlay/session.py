@@ -71,11 +71,18 @@ class HostState:
 
 
 class OverlaySession:
-    def __init__(self, plan: RunPlan, prefix: str, starter: Any) -> None:
-        """``starter(host_plan)`` is a coroutine function returning an :class:`AgentHandle`."""
+    def __init__(self, plan: RunPlan, prefix: str, starter: Any, control_plane: str = "raft") -> None:
+        """``starter(host_plan)`` is a coroutine function returning an :class:`AgentHandle`.
+
+        ``control_plane``: "raft" (agents replicate the mappings, controlplane.py) or "static"
+        (the controller pushes them, :meth:`push_mappings`).
+        """
         self.plan = plan
         self.prefix = prefix
         self._starter = starter
+        self.control_plane = control_plane
+        self.raft: Any = None  # controlplane.RaftInfo in raft mode
+        self.raft_port = 7946
         self.hosts: Dict[str, HostState] = {h.name: HostState(h) for h in plan.hosts}
         self.timings: Dict[str, float] = {}
 
@@ -92,7 +99,12 @@ class OverlaySession:
         self.timings["agents_s"] = time.monotonic() - t0
         t1 = time.monotonic()
         await asyncio.gather(*(self._setup_host(st) for st in self.hosts.values() if st.ok))
-        await self.push_mappings()
+        if self.control_plane == "raft":
+            from pytest_overlay.controlplane import bootstrap
+
+            await bootstrap(self, port=self.raft_port)
+        else:
+            await self.push_mappings()
         self.timings["overlay_s"] = time.monotonic() - t1
 
     async def _start_host(self, st: HostState) -> None:

@@ -11,6 +11,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from overlay_agent import PROTOCOL_VERSION, __version__
+from overlay_agent.controlplane import ControlPlaneMixin
 from overlay_agent.core.vtep import VtepCore
 from overlay_agent.io import netns, probes
 from overlay_agent.io.dataplane import Dataplane
@@ -68,7 +69,7 @@ def _in_proc_modules(name: str) -> bool:
         return False
 
 
-class Agent:
+class Agent(ControlPlaneMixin):
     """Everything one agent made on its host, and how to take it all away again."""
 
     def __init__(self) -> None:
@@ -238,6 +239,7 @@ class Agent:
 
     def cleanup(self) -> None:
         """Remove every namespace, TAP and socket this agent made. Safe to call twice."""
+        self.raft_cleanup()
         for name in list(self.endpoints):
             ep = self.endpoints.pop(name)
             try:

@@ -14,9 +14,10 @@ from typing import Dict, List
 
 CHECKS: Dict[str, str] = {
     "reachability": "pytest_overlay.checks.reachability",
+    "control-plane": "pytest_overlay.checks.control_plane",
 }
 
-AUDIT: List[str] = ["reachability"]
+AUDIT: List[str] = ["control-plane", "reachability"]
 
 
 def get(name: str) -> ModuleType:

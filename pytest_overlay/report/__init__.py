@@ -68,9 +68,9 @@ def _failures(results: List[CheckResult]) -> Table:
 
 
 def _sections() -> List[Callable[[Report], List[Any]]]:
-    from pytest_overlay.report import reachability
+    from pytest_overlay.report import control_plane, reachability
 
-    return [reachability.section]
+    return [control_plane.section, reachability.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:
