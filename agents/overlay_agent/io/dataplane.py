@@ -23,7 +23,7 @@ import threading
 from typing import Dict, List, Optional, Tuple
 
 from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
-from overlay_agent.io import gso
+from overlay_agent.io import gso, pmtu
 
 _READ_BUDGET = 64
 _MAX_FRAME = 65536
@@ -49,6 +49,7 @@ class Dataplane:
                 " (is the address on this host, and is the port free?)"
             ) from e
         self.sock.setblocking(False)
+        pmtu.set_outer_df(self.sock)  # DF on the outer packets; see docs/checks.md
         feats = gso.enable(self.sock) if fast else {"gso": False, "gro": False}
         #: what the fast path uses here (empty values: the portable path)
         self.features: Dict[str, bool] = feats
