@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -44,5 +46,10 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
             raise ConfigError(f"--overlay-local={n}: the lab takes 2 to 250 hosts",
                               "e.g. --overlay-local=3")
         return OverlayRun.local(LabTopology.flat(n), network, prefix=prefix)
-    raise ConfigError(f"--overlay-local={local}: expected a number of hosts (2..250)",
-                      "e.g. --overlay-local=3; topology files come with the fault lab")
+    try:
+        topology = LabTopology.load(local)
+    except ValueError as e:
+        hint = ("give a number of hosts (2..250) or a topology file (see fixtures/*.yaml)"
+                if not Path(local).exists() else "fix the topology file (see docs/checks.md)")
+        raise ConfigError(f"--overlay-local={local}: {e}", hint) from None
+    return OverlayRun.local(topology, network, prefix=prefix)

@@ -15,8 +15,9 @@ _KEY = pytest.StashKey["OverlayPlugin"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("overlay", "overlay network (VXLAN) tests")
-    g.addoption("--overlay-local", metavar="N",
-                help="build N hosts (2..250) as network namespaces on one machine (needs root)")
+    g.addoption("--overlay-local", metavar="N|PATH",
+                help="build N hosts (2..250), or the lab topology file PATH (YAML: segments, "
+                     "routers, faults), as network namespaces on one machine (needs root)")
     g.addoption("--overlay-audit", action="store_true",
                 help="run the built-in audit (reachability of every endpoint pair); "
                      "with no test paths given, only the audit runs")

@@ -14,9 +14,12 @@ from typing import Dict, List
 
 CHECKS: Dict[str, str] = {
     "reachability": "pytest_overlay.checks.reachability",
+    "pmtu": "pytest_overlay.checks.pmtu",
+    "overhead": "pytest_overlay.checks.overhead",
+    "mtu": "pytest_overlay.checks.mtu",
 }
 
-AUDIT: List[str] = ["reachability"]
+AUDIT: List[str] = ["pmtu", "overhead", "reachability", "mtu"]
 
 
 def get(name: str) -> ModuleType:

@@ -59,9 +59,9 @@ def _failures(results: List[CheckResult]) -> Table:
 
 
 def _sections() -> List[Callable[[Report], List[Any]]]:
-    from pytest_overlay.report import reachability
+    from pytest_overlay.report import mtu, overhead, pmtu, reachability
 
-    return [reachability.section]
+    return [pmtu.section, overhead.section, reachability.section, mtu.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:

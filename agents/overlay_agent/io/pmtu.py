@@ -29,8 +29,8 @@ _HEAD = struct.Struct("!4sI")
 _REPLY = struct.Struct("!4sII")
 _EE = struct.Struct("=IBBBBII")  # sock_extended_err
 MSG_ERRQUEUE = 0x2000
-IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, IP_RECVERR, IP_PMTUDISC_WANT = 10, 3, 11, 1
-IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE, IPV6_RECVERR, IPV6_PMTUDISC_WANT = 23, 3, 25, 1
+IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, IP_RECVERR, IP_PMTUDISC_DO = 10, 3, 11, 2
+IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE, IPV6_RECVERR, IPV6_PMTUDISC_DO = 23, 3, 25, 2
 SOL_IP, SOL_IPV6 = 0, 41
 ORIGIN_LOCAL, ORIGIN_ICMP, ORIGIN_ICMP6 = 1, 2, 3
 
@@ -40,12 +40,18 @@ def _family(addr: str) -> int:
 
 
 def set_outer_df(sock: socket.socket) -> None:
-    """The VTEP's outer packets: DF set, fragmented by the sender once a PTB taught it the path
-    MTU (``IP_PMTUDISC_WANT``, stated here rather than left to ``ip_no_pmtu_disc``)."""
+    """The VTEP's outer packets: DF always set, never fragmented (``IP_PMTUDISC_DO``).
+
+    A VXLAN packet larger than the path is dropped: by a router (which should answer with a
+    PTB) or, once the kernel knows the path MTU, by our own send (EMSGSIZE, counted). The
+    kernel default (``IP_PMTUDISC_WANT``) would set DF on single datagrams but not on UDP GSO
+    runs (their skb is larger than the MTU), so the same inner packet would cross or vanish
+    depending on batching; DO makes it deterministic. See docs/checks.md.
+    """
     if sock.family == socket.AF_INET6:
-        sock.setsockopt(SOL_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_WANT)
+        sock.setsockopt(SOL_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
     else:
-        sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_WANT)
+        sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
 
 
 class EchoResponder:
