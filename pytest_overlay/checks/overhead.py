@@ -29,7 +29,7 @@ ICMP_IP = 28  # IPv4 + ICMP echo headers: inner packet = payload + 28
 ROUND_WIDTH = 6
 PER_HOST_PARALLEL = 8
 
-_cache: "weakref.WeakKeyDictionary[OverlaySession, asyncio.Future[Dict[str, CheckResult]]]"
+_cache: weakref.WeakKeyDictionary[OverlaySession, asyncio.Future[Dict[str, CheckResult]]]
 _cache = weakref.WeakKeyDictionary()
 
 

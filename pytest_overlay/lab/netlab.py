@@ -94,8 +94,8 @@ class NetLab:
             self._add_ns(ns, ipv6=v6)
             self._attach(ns, "eth0", host.segment, host.address)
             out[host.name] = ns
-        for node in [*topo.routers, *topo.hosts]:
-            self._routes(node.name)
+        for name in [r.name for r in topo.routers] + [h.name for h in topo.hosts]:
+            self._routes(name)
         self._faults()
         return out
 

@@ -129,10 +129,10 @@ class LabTopology(_Model):
                 raise ValueError(f"{node}: address {address} is used twice")
             addrs.add(str(addr))
 
-        for node in [*self.hosts, *self.routers]:
-            if node.name in names:
-                raise ValueError(f"{node.name} is listed twice (host and router names share a space)")
-            names.add(node.name)
+        for name in [h.name for h in self.hosts] + [r.name for r in self.routers]:
+            if name in names:
+                raise ValueError(f"{name} is listed twice (host and router names share a space)")
+            names.add(name)
         for h in self.hosts:
             claim(f"host {h.name}", h.segment, h.address)
         for r in self.routers:

@@ -136,3 +136,16 @@ def test_poll_waits_for_the_round() -> None:
     assert not s.done
     nxt: Optional[List[Probe]] = s.poll(0.25)
     assert nxt, "the round timed out: the next one starts"
+
+
+def test_a_late_echo_undoes_a_wrong_failure() -> None:
+    s = search()
+    probes = s.start(0.0)
+    for p in probes:
+        if p.kind == CONTROL or p.size <= 1400:
+            s.on_echo(p.id, 0.0)
+    s.poll(0.3)  # clean round: every size above 1400 counts as failed
+    assert s.hi == 1420
+    late = next(p for p in probes if p.size == 1500)
+    s.on_echo(late.id, 0.31)  # the machine was busy: 1500 did pass
+    assert s.lo == 1500 and s.hi == 1501

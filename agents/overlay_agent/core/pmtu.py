@@ -66,6 +66,7 @@ class PmtuSearch:
     _sent: Dict[int, _Sent] = field(default_factory=dict)
     _passed: Set[int] = field(default_factory=set)
     _failed_once: Set[int] = field(default_factory=set)
+    _failed: Set[int] = field(default_factory=set)
     lo: int = 0
     hi: int = 0
     ptb_mtu: Optional[int] = None
@@ -116,6 +117,8 @@ class PmtuSearch:
         elif p.kind == SIZE:
             self._passed.add(p.size)
             self.lo = max(self.lo, p.size)
+            if p.size >= self.hi:  # a late echo: that size did pass after all
+                self._update_hi()
         elif p.kind == HOP and (self.hop_dest_ttl is None or p.ttl < self.hop_dest_ttl):
             self.hop_dest_ttl = p.ttl
 
@@ -128,7 +131,7 @@ class PmtuSearch:
         if 68 <= mtu < s.probe.size:
             if self.ptb_mtu is None or mtu < self.ptb_mtu:
                 self.ptb_mtu, self.ptb_from = mtu, offender
-            self.hi = min(self.hi, mtu + 1)
+            self._update_hi()
 
     def on_local_limit(self, probe_id: int, mtu: int, now: float) -> None:
         """EMSGSIZE at send: our own interface takes at most ``mtu``."""
@@ -137,7 +140,7 @@ class PmtuSearch:
             s.answered = True
         if mtu > 0:
             self.local_limit = mtu if self.local_limit is None else min(self.local_limit, mtu)
-            self.hi = min(self.hi, mtu + 1)
+            self._update_hi()
 
     def on_time_exceeded(self, probe_id: int, offender: str, now: float) -> None:
         s = self._sent.get(probe_id)
@@ -188,7 +191,8 @@ class PmtuSearch:
                 self.below_lost += len(copies) - got
             if got == 0 and controls_ok and size not in self._passed and size < self.hi:
                 if clean or size in self._failed_once or self.ptb_mtu is not None:
-                    self.hi = size
+                    self._failed.add(size)
+                    self._update_hi()
                 else:
                     self._failed_once.add(size)
         if self._phase == "hops" or self._round >= self.max_rounds:
@@ -204,6 +208,15 @@ class PmtuSearch:
             self.done = True
             return []
         return self._new_round(now, self._candidates())
+
+    def _update_hi(self) -> None:
+        """The smallest size known to fail above the largest that passed."""
+        bounds = [s for s in self._failed if s > self.lo] + [self.local_mtu + 1]
+        if self.ptb_mtu is not None:
+            bounds.append(self.ptb_mtu + 1)
+        if self.local_limit is not None:
+            bounds.append(self.local_limit + 1)
+        self.hi = min(bounds)
 
     def _candidates(self) -> List[int]:
         lo = max(self.lo, self.control_size)
@@ -228,7 +241,7 @@ class PmtuSearch:
         lost = self.controls_sent - self.controls_answered + self.below_lost
         sent = self.controls_sent + self.below_sent
         lossy = lost >= 2 and sent > 0 and lost / sent >= 0.05
-        limited_here = pmtu is not None and self.hi == self.local_mtu + 1 or (
+        limited_here = (pmtu is not None and self.hi == self.local_mtu + 1) or (
             self.local_limit is not None and pmtu == self.local_limit)
         if unreachable:
             verdict = "unreachable"

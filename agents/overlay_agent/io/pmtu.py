@@ -79,7 +79,7 @@ class EchoResponder:
 
     def _serve(self) -> None:
         while True:
-            r, _, _ = select.select([self.sock, self._stop_r], [], [])
+            r, _, _ = select.select([self.sock.fileno(), self._stop_r], [], [])
             if self._stop_r in r:
                 return
             try:
@@ -118,7 +118,7 @@ def _local_mtu(sock: socket.socket, v6: bool) -> int:
 
 def _drain_errors(sock: socket.socket, v6: bool) -> List[Tuple[int, int, int, int, Optional[str], int]]:
     """(origin, type, code, info, offender, probe id) for everything on the error queue."""
-    out = []
+    out: List[Tuple[int, int, int, int, Optional[str], int]] = []
     level, kind = (SOL_IPV6, IPV6_RECVERR) if v6 else (SOL_IP, IP_RECVERR)
     while True:
         try:
@@ -191,10 +191,10 @@ class _Prober:
         local = False
         now = time.monotonic()
         for origin, etype, code, info, offender, pid in _drain_errors(self.sock, self.v6):
-            if origin == ORIGIN_ICMP and etype == 3 and code == 4 or (
+            if (origin == ORIGIN_ICMP and etype == 3 and code == 4) or (
                     origin == ORIGIN_ICMP6 and etype == 2):
                 self.search.on_too_big(pid, info, offender, now)
-            elif origin == ORIGIN_ICMP and etype == 11 or (origin == ORIGIN_ICMP6 and etype == 3):
+            elif (origin == ORIGIN_ICMP and etype == 11) or (origin == ORIGIN_ICMP6 and etype == 3):
                 if offender:
                     self.search.on_time_exceeded(pid, offender, now)
             elif origin == ORIGIN_LOCAL and info:
