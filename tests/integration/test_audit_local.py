@@ -43,7 +43,7 @@ def test_audit_three_hosts_report_and_tables(tmp_path: Path) -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "6 passed" in out
+    assert "19 passed" in out  # pmtu 6, overhead 6, reachability 6, mtu 1
     for pair in ("h1->h2", "h1->h3", "h2->h1", "h2->h3", "h3->h1", "h3->h2"):
         assert f"overlay-audit::reachability::{pair}[vni=4096] PASSED" in out
     assert "Reachability VNI 4096" in out and "Hosts" in out
@@ -54,8 +54,9 @@ def test_audit_three_hosts_report_and_tables(tmp_path: Path) -> None:
     assert {h.name for h in parsed.hosts} == {"h1", "h2", "h3"}
     assert all(h.status == "ok" for h in parsed.hosts)
     assert [(n.vni, n.subnet, n.mtu) for n in parsed.networks] == [(4096, "10.10.0.0/16", 1450)]
-    assert len(parsed.results) == 6
-    for r in data["results"]:
+    assert len(parsed.results) == 19
+    assert all(r["outcome"] == "pass" for r in data["results"])
+    for r in [r for r in data["results"] if r["check"] == "reachability"]:
         assert {"check", "src", "dst", "vni", "outcome", "details"} <= set(r)
         assert r["outcome"] == "pass" and r["details"]["tcp"]["ok"] is True
         assert r["details"]["ping"]["received"] >= 1
