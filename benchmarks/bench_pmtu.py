@@ -20,9 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from _lab import ROOT, AgentProc, NetLab, kill_processes, new_prefix
-
-from pytest_overlay.lab.topology import LabTopology
+from _lab import ROOT, AgentProc, LabTopology, NetLab, kill_processes, new_prefix
 
 
 def tracepath(ns: str, dst: str, timeout: float = 90) -> Dict[str, Any]:

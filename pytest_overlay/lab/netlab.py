@@ -138,6 +138,8 @@ class NetLab:
         if f.drop == "fragments":
             return [f"{sel}ip frag-off & 0x3fff != 0 counter drop",
                     f"{sel}exthdr frag exists counter drop"]
+        if f.percent is not None and f.percent >= 100:
+            return [f"{sel}counter drop"]
         return [f"{sel}numgen random mod 100 < {f.percent} counter drop"]
 
     def nft(self, node: str, script: str) -> str:
