@@ -123,11 +123,14 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
             message=(f"inner packets of {inner} bytes cross a {pmtu}-byte path only because the "
                      f"sending VTEP fragments the {inner + expect}-byte VXLAN packets; the overhead "
                      f"({expect}) cannot be measured here, the mtu check flags the MTU"))
-    details["overhead"] = measured
     if inner >= net.mtu:
+        # The inner interface stopped the search, not the path: only a bound on the overhead.
+        details["overhead"] = expect if measured == expect else None
+        details["overhead_max"] = measured
         return CheckResult(**base, outcome="pass", details=details, duration_ms=ms,
                            message=(f"full-size inner packets ({inner}) cross; path MTU {pmtu} "
                                     f"leaves {measured} bytes, consistent with {expect}"))
+    details["overhead"] = measured
     if measured == expect:
         return CheckResult(**base, outcome="pass", details=details, duration_ms=ms,
                            message=f"overhead {measured} bytes (largest inner {inner}, path MTU {pmtu})")

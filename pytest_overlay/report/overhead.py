@@ -31,7 +31,8 @@ def section(report: Report) -> List[Any]:
             note = "" if r.outcome == "pass" else r.message[:50]
         t.add_row(r.src or "", r.dst or "", str(d.get("inner_max") or "-"),
                   str(d.get("path_mtu") or "-"),
-                  Text(str(d.get("overhead") if d.get("overhead") is not None else "-"),
-                       style=STYLE[r.outcome]),
+                  Text(str(d["overhead"]) if d.get("overhead") is not None else (
+                      f"<={d['overhead_max']}" if d.get("overhead_max") else "-"),
+                      style=STYLE[r.outcome]),
                   str(d.get("expected", "-")), str(d.get("outer_full_frame", "-")), note)
     return [t]
