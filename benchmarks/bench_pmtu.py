@@ -68,6 +68,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 agents[h.name] = a
                 a.call("hello", protocol=1)
                 a.call("configure", host=h.name, prefix=prefix, underlay=h.address)
+            for a in agents.values():  # the responder answers member VTEPs only
+                a.call("set_members", vteps=[x.address for x in topo.hosts])
                 a.call("pmtu_listen")
             results: Dict[str, Any] = {}
 

@@ -7,6 +7,7 @@ destinations in parallel (one thread each, bounded).
 
 from __future__ import annotations
 
+import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional
 
@@ -16,6 +17,13 @@ from overlay_agent.methods import rpc
 #: The probe port on the underlay (UDP): next to VXLAN's 4789, outside IANA's assigned VXLAN
 #: ports. A firewall must let it through for the check to see the VXLAN path as VXLAN sees it.
 DEFAULT_PMTU_PORT = 47890
+
+
+def _norm(addr: str) -> str:
+    try:
+        return str(ipaddress.ip_address(addr.split("%")[0]))
+    except ValueError:
+        return addr
 
 
 class PmtuMethods:
@@ -31,9 +39,15 @@ class PmtuMethods:
     def pmtu_listen(self, port: int = DEFAULT_PMTU_PORT) -> Dict[str, Any]:
         """Start (once) the UDP echo responder for path-MTU probes on the underlay address."""
         if self._pmtu_responder is None:
-            self._pmtu_responder = pmtu.EchoResponder(self._underlay_address(), port)
+            core = getattr(self, "core", None)
+
+            def member(addr: str) -> bool:
+                # The VTEP's member list (set_members) decides, as for VXLAN itself.
+                return core is not None and _norm(addr) in core.members
+
+            self._pmtu_responder = pmtu.EchoResponder(self._underlay_address(), port, member)
         r = self._pmtu_responder
-        return {"address": r.address, "port": r.port}
+        return {"address": r.address, "port": r.port, "refused": r.refused}
 
     @rpc(slow=True)
     def pmtu_probe(self, dsts: List[str], port: int = DEFAULT_PMTU_PORT, timeout: float = 0.2,

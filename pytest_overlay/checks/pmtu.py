@@ -122,7 +122,8 @@ def judge(src: str, dst: str, r: Dict[str, Any]) -> Tuple[str, str]:
                         f"this is loss on the path, not a size limit (path MTU at least {pmtu})")
     if v == "unreachable":
         return "fail", (f"unreachable: none of {(r.get('controls') or [0])[0]} small UDP probes to "
-                        f"{dst}:{PORT} came back (routing, a firewall, or the agent's port)")
+                        f"{dst}:{PORT} came back (routing, a firewall on UDP {PORT}, or {src} is not a "
+                        f"member VTEP of {dst})")
     return "error", str(r.get("error") or f"no result ({v})")
 
 

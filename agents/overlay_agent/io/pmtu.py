@@ -8,7 +8,8 @@ address. The IPv6 twins are ``IPV6_MTU_DISCOVER``/``IPV6_RECVERR``.
 
 Datagrams: a probe is ``OVPM`` + id (u32) + padding up to its size; the responder answers with
 ``OVPR`` + id + the size it received (12 bytes), so the way back carries only small packets and
-each ordered pair measures its own forward path.
+each ordered pair measures its own forward path (and a reply never amplifies). The responder
+answers member VTEPs only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from overlay_agent.core.pmtu import HOP, PmtuSearch, Probe
 
@@ -57,7 +58,11 @@ def set_outer_df(sock: socket.socket) -> None:
 class EchoResponder:
     """Answers probe datagrams on ``address:port`` of the underlay (a thread; :meth:`close`)."""
 
-    def __init__(self, address: str, port: int) -> None:
+    def __init__(self, address: str, port: int,
+                 allowed: Optional[Callable[[str], bool]] = None) -> None:
+        #: who may probe (the member VTEPs); others are ignored and counted in ``refused``
+        self.allowed = allowed
+        self.refused = 0
         self.sock = socket.socket(_family(address), socket.SOCK_DGRAM)
         for opt in (33, socket.SO_RCVBUF):  # SO_RCVBUFFORCE (root), else what the limit allows
             try:
@@ -85,6 +90,9 @@ class EchoResponder:
             try:
                 data, addr = self.sock.recvfrom(65535)
             except OSError:
+                continue
+            if self.allowed is not None and not self.allowed(addr[0]):
+                self.refused += 1
                 continue
             if len(data) >= _HEAD.size and data[:4] == MAGIC:
                 (_, pid) = _HEAD.unpack_from(data)
