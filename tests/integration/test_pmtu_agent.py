@@ -89,3 +89,21 @@ def test_outer_packet_of_a_full_size_inner_packet(make_lab: Any, v6: bool, inner
     assert outer == inner + (70 if v6 else 50) == 1500
     if not v6:
         assert values[1] == inner
+
+
+def test_random_loss_is_lossy_not_a_small_mtu(make_lab: Any) -> None:
+    topo = LabTopology.model_validate({
+        "segments": [{"name": "ul0", "subnet": "198.18.0.0/24"}],
+        "hosts": [{"name": "h1", "segment": "ul0", "address": "198.18.0.1"},
+                  {"name": "h2", "segment": "ul0", "address": "198.18.0.2"}],
+        "faults": [{"at": "h2", "drop": "loss", "percent": 30, "src": "h1"}],
+    })
+    lab = make_lab(topology=topo)
+    a1, a2 = lab.agent("h1"), lab.agent("h2")
+    for a in (a1, a2):
+        a.call("set_members", vteps=["198.18.0.1", "198.18.0.2"])
+        a.call("pmtu_listen")
+    res = a1.call("pmtu_probe", dsts=["198.18.0.2"])["results"]["198.18.0.2"]
+    assert res["verdict"] == "lossy", res
+    sent, back = res["controls"]
+    assert back > 0 and (sent - back) + res["lost_below_pmtu"][1] >= 2
