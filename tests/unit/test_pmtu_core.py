@@ -149,3 +149,12 @@ def test_a_late_echo_undoes_a_wrong_failure() -> None:
     late = next(p for p in probes if p.size == 1500)
     s.on_echo(late.id, 0.31)  # the machine was busy: 1500 did pass
     assert s.lo == 1500 and s.hi == 1501
+
+
+def test_slow_controls_stretch_the_round() -> None:
+    s = search(timeout=0.2)
+    probes = s.start(0.0)
+    ctl = [p for p in probes if p.kind == CONTROL]
+    s.on_echo(ctl[0].id, 0.15)  # a busy machine: 150 ms for a small probe
+    assert s.deadline() == pytest.approx(0.6)
+    assert s.poll(0.3) == [] and not s.done

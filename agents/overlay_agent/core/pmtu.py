@@ -80,6 +80,7 @@ class PmtuSearch:
     below_sent: int = 0
     below_lost: int = 0
     rounds_done: int = 0
+    max_rtt: float = 0.0
     done: bool = False
 
     def __post_init__(self) -> None:
@@ -94,7 +95,9 @@ class PmtuSearch:
         return self._new_round(now, first[:self.width])
 
     def deadline(self) -> float:
-        return self._round_started + self.timeout
+        """When the current round gives up waiting: ``timeout``, or 4x the slowest control
+        round trip seen so far if that is longer (a busy machine answers late, not never)."""
+        return self._round_started + max(self.timeout, 4 * self.max_rtt)
 
     def poll(self, now: float) -> List[Probe]:
         """Probes to send now; ``[]`` while the round waits (or when :attr:`done`)."""
@@ -114,6 +117,8 @@ class PmtuSearch:
         p = s.probe
         if p.kind == CONTROL:
             self.controls_answered += 1
+            if s.round == self._round:
+                self.max_rtt = max(self.max_rtt, now - self._round_started)
         elif p.kind == SIZE:
             self._passed.add(p.size)
             self.lo = max(self.lo, p.size)
