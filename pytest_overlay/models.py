@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+_TEST_ID = re.compile(r"^(?P<src>[^\[]+?)(?:->(?P<dst>[^\[]+))?(?:\[vni=(?P<vni>\d+)\])?$")
 Outcome = Literal["pass", "fail", "error", "skip"]
 
 
@@ -114,6 +116,14 @@ class CheckResult(_Model):
         pair = f"{self.src}->{self.dst}" if self.dst is not None else str(self.src or "all")
         return f"{pair}[vni={self.vni}]" if self.vni is not None else pair
 
+    @classmethod
+    def for_test_id(cls, check: str, test_id: str, outcome: Outcome, message: str) -> CheckResult:
+        """A result for a test id (``h1->h2[vni=4096]``, ``h1[vni=4096]``, ``h1``) with no data."""
+        m = _TEST_ID.match(test_id)
+        src, dst, vni = (m.group("src"), m.group("dst"), m.group("vni")) if m else (test_id, None, None)
+        return cls(check=check, src=src, dst=dst, vni=int(vni) if vni else None, outcome=outcome,
+                   message=message)
+
 
 class HostReport(_Model):
     name: str
@@ -124,6 +134,8 @@ class HostReport(_Model):
     agent_version: Optional[str] = None
     capabilities: Dict[str, Any] = Field(default_factory=dict)
     counters: Dict[str, Any] = Field(default_factory=dict)
+    ssh: Dict[str, Any] = Field(default_factory=dict, description=(
+        "remote mode: address, host_key (known | accepted-new), its fingerprint, jump, sudo"))
 
 
 class Report(_Model):

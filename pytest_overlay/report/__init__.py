@@ -35,16 +35,25 @@ def write_json(report: Report, path: Path) -> None:
 def _hosts_table(report: Report) -> Table:
     t = Table(title="Hosts", title_justify="left", expand=False)
     for col in ("host", "underlay", "via", "status", "agent", "python", "drops", "note"):
-        t.add_column(col)
+        # What identifies a host never shrinks; the rest gives way on a narrow terminal.
+        essential = col in ("host", "underlay", "status")
+        t.add_column(col, no_wrap=essential, min_width=None if not essential else len(col),
+                     overflow="fold" if col == "note" else "ellipsis")
     for h in sorted(report.hosts, key=lambda h: (h.status == "ok", h.name)):
         drops = sum((h.counters.get("drops") or {}).values()) if h.counters else 0
         t.add_row(
             h.name, h.underlay, h.transport,
             Text(h.status, style="green" if h.status == "ok" else "bold red"),
             h.agent_version or "-", str(h.capabilities.get("python", "-")),
-            str(drops), h.error or "",
+            str(drops), h.error or _ssh_note(h.ssh),
         )
     return t
+
+
+def _ssh_note(ssh: Dict[str, Any]) -> str:
+    if ssh.get("host_key") == "accepted-new":
+        return "NEW host key accepted"
+    return ""
 
 
 def _failures(results: List[CheckResult]) -> Table:
@@ -71,6 +80,11 @@ def render(report: Report, width: int = 100, color: bool = False) -> str:
                       color_system="standard" if color else None, highlight=False,
                       soft_wrap=False, emoji=False)
     console.print(_hosts_table(report))
+    for h in report.hosts:
+        if h.ssh.get("host_key") == "accepted-new":
+            console.print(f"host {h.name}: new host key {h.ssh.get('host_key_fingerprint')} accepted "
+                          "and added to known_hosts (--overlay-accept-new-hostkeys)",
+                          style="yellow", overflow="fold")
     for section in _sections():
         for renderable in section(report):
             console.print(renderable)
