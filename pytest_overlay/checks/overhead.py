@@ -89,9 +89,10 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
     started = time.monotonic()
     base: Dict[str, Any] = {"check": NAME, "src": src.label, "dst": dst.label, "vni": vni}
     for host in (src.host, dst.host):
-        if not session.hosts[host].ok:
-            return CheckResult(**base, outcome="error",
-                               message=f"host {host} is not available: {session.hosts[host].error}")
+        st = session.hosts[host]
+        if not st.ok:
+            return CheckResult(**base, outcome="skip" if st.missing else "error",
+                               message=f"host {host} is not available: {st.error or 'agent down'}")
     underlay = next(h.underlay for h in session.plan.hosts if h.name == src.host)
     expect = expected_overhead(underlay)
     net = next(n for n in session.plan.networks if n.vni == vni)

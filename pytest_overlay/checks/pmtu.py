@@ -137,8 +137,9 @@ async def run(session: OverlaySession) -> List[CheckResult]:
         bad = next((h for h in (a, b) if not session.hosts[h.name].ok), None)
         r: Optional[Dict[str, Any]] = raw.get((a.name, b.name))
         if bad is not None or r is None:
-            why = session.hosts[bad.name].error if bad else "not measured"
-            out.append(CheckResult(**base, outcome="error",
+            st = session.hosts[bad.name] if bad else None
+            why = st.error if st else "not measured"
+            out.append(CheckResult(**base, outcome="skip" if st and st.missing else "error",
                                    message=f"host {bad.name if bad else a.name} is not available: {why}"))
             continue
         outcome, message = judge(a.name, b.underlay, r)
