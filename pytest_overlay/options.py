@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -68,9 +70,15 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
         if not 2 <= n <= 250:
             raise ConfigError(f"--overlay-local={n}: the lab takes 2 to 250 hosts",
                               "e.g. --overlay-local=3")
-        mode, port = _control_plane(config), _raft_port(config)  # errors before any run exists
-        run = OverlayRun.local(LabTopology.flat(n), network, prefix=prefix, control_plane=mode)
-        run.raft_port = port
-        return run
-    raise ConfigError(f"--overlay-local={local}: expected a number of hosts (2..250)",
-                      "e.g. --overlay-local=3; topology files come with the fault lab")
+        topology = LabTopology.flat(n)
+    else:
+        try:
+            topology = LabTopology.load(local)
+        except ValueError as e:
+            hint = ("give a number of hosts (2..250) or a topology file (see fixtures/*.yaml)"
+                    if not Path(local).exists() else "fix the topology file (see docs/checks.md)")
+            raise ConfigError(f"--overlay-local={local}: {e}", hint) from None
+    mode, port = _control_plane(config), _raft_port(config)  # errors before any run exists
+    run = OverlayRun.local(topology, network, prefix=prefix, control_plane=mode)
+    run.raft_port = port
+    return run

@@ -15,8 +15,9 @@ _KEY = pytest.StashKey["OverlayPlugin"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("overlay", "overlay network (VXLAN) tests")
-    g.addoption("--overlay-local", metavar="N",
-                help="build N hosts (2..250) as network namespaces on one machine (needs root)")
+    g.addoption("--overlay-local", metavar="N|PATH",
+                help="build N hosts (2..250), or the lab topology file PATH (YAML: segments, "
+                     "routers, faults), as network namespaces on one machine (needs root)")
     g.addoption("--overlay-hosts", metavar="FILE",
                 help="real hosts over SSH, from an inventory file (see examples/inventory.yaml)")
     g.addoption("--overlay-accept-new-hostkeys", action="store_true",

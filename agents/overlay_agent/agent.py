@@ -17,6 +17,7 @@ from overlay_agent.io import netns, probes
 from overlay_agent.io.dataplane import Dataplane
 from overlay_agent.io.tap import open_tap
 from overlay_agent.methods import rpc
+from overlay_agent.pmtu_methods import PmtuMethods
 from overlay_agent.wire.ethernet import mac_to_bytes
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -69,7 +70,7 @@ def _in_proc_modules(name: str) -> bool:
         return False
 
 
-class Agent(ControlPlaneMixin):
+class Agent(ControlPlaneMixin, PmtuMethods):
     """Everything one agent made on its host, and how to take it all away again."""
 
     def __init__(self) -> None:
@@ -246,6 +247,7 @@ class Agent(ControlPlaneMixin):
                 self._teardown_endpoint(ep)
             except Exception as e:  # keep going: the rest must still be removed
                 sys.stderr.write(f"overlay-agent: clean-up of {name} failed: {e}\n")
+        self._pmtu_cleanup()
         if self.dataplane is not None:
             self.dataplane.stop()
             self.dataplane = None

@@ -15,9 +15,12 @@ from typing import Dict, List
 CHECKS: Dict[str, str] = {
     "reachability": "pytest_overlay.checks.reachability",
     "control-plane": "pytest_overlay.checks.control_plane",
+    "pmtu": "pytest_overlay.checks.pmtu",
+    "overhead": "pytest_overlay.checks.overhead",
+    "mtu": "pytest_overlay.checks.mtu",
 }
 
-AUDIT: List[str] = ["control-plane", "reachability"]
+AUDIT: List[str] = ["pmtu", "overhead", "control-plane", "reachability", "mtu"]
 
 
 def get(name: str) -> ModuleType:

@@ -3,16 +3,24 @@
 Nothing is created in the root namespace: every veth is made with both ends already inside lab
 namespaces, bridges live in the lab's switch namespace, and all names carry the run prefix, so a
 run's leftovers (if a run was killed) can be found and removed by prefix alone.
+
+Routers are namespaces ``<prefix>-<router>`` with forwarding on and one interface per segment
+(``e-<segment>``); hosts get static routes to the other segments (computed by the topology).
+Every port on a segment (bridge, veths, the host or router end) has the segment's MTU, so a
+low-MTU segment is a routed hop with routers at both ends, as in the kernel's own pmtu selftest:
+a router drops (and answers "fragmentation needed" to) what does not fit. Faults are nftables
+rules in a table ``inet <prefix>`` inside the faulty namespace.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from typing import Dict, List
 
 from overlay_agent.io import netns
 from pytest_overlay.errors import LabError
-from pytest_overlay.lab.topology import LabTopology
+from pytest_overlay.lab.topology import Fault, LabTopology
 from pytest_overlay.naming import namespaces
 
 
@@ -22,6 +30,7 @@ class NetLab:
         self.prefix = prefix
         self.switch_ns = f"{prefix}-_ul"
         self._made: List[str] = []
+        self._ports = 0
 
     def host_ns(self, host: str) -> str:
         return f"{self.prefix}-{host}"
@@ -35,41 +44,118 @@ class NetLab:
             if isinstance(e, LabError):
                 raise
             raise LabError(f"building the lab failed: {e}",
-                           "run as root on Linux with iproute2; see the error above") from e
+                           "run as root on Linux with iproute2 and nftables; see the error above") from e
 
-    def _add_ns(self, name: str) -> None:
+    def _add_ns(self, name: str, ipv6: bool = False) -> None:
         netns.add(name)
         self._made.append(name)
-        for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
-            netns.write_sysctl(key, "1", netns=name)
+        keys = {"net.ipv6.conf.all.disable_ipv6": "0" if ipv6 else "1",
+                "net.ipv6.conf.default.disable_ipv6": "0" if ipv6 else "1"}
+        if ipv6:  # static addressing only: no DAD delay, no router advertisements
+            keys.update({"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0",
+                         "net.ipv6.conf.default.accept_ra": "0", "net.ipv6.conf.all.accept_ra": "0"})
+        for key, value in keys.items():
+            netns.write_sysctl(key, value, netns=name)
         netns.ip("link", "set", "lo", "up", netns=name)
+
+    def _attach(self, ns: str, ifname: str, seg_name: str, address: str) -> None:
+        """A veth from segment ``seg_name``'s bridge to ``ifname`` in ``ns``, addressed."""
+        seg = next(s for s in self.topology.segments if s.name == seg_name)
+        self._ports += 1
+        port = f"{self.prefix}p{self._ports}"
+        mtu = str(seg.mtu)
+        netns.ip("link", "add", port, "mtu", mtu, "type", "veth",
+                 "peer", "name", ifname, "mtu", mtu, "netns", ns, netns=self.switch_ns)
+        netns.ip("link", "set", port, "master", f"br-{seg.name}", "up", netns=self.switch_ns)
+        plen = ipaddress.ip_network(seg.subnet).prefixlen
+        extra = ["nodad"] if ":" in address else []
+        netns.ip("addr", "add", f"{address}/{plen}", "dev", ifname, *extra, netns=ns)
+        netns.ip("link", "set", ifname, "up", netns=ns)
 
     def _build(self) -> Dict[str, str]:
         topo = self.topology
+        v6 = topo.family == 6
         sw = self.switch_ns
         self._add_ns(sw)
-        segs = {s.name: s for s in topo.segments}
         for seg in topo.segments:
             br = f"br-{seg.name}"
             netns.ip("link", "add", br, "type", "bridge", netns=sw)
             netns.ip("link", "set", br, "mtu", str(seg.mtu), "up", netns=sw)
+        for r in topo.routers:
+            ns = self.host_ns(r.name)
+            self._add_ns(ns, ipv6=v6)
+            netns.write_sysctl("net.ipv6.conf.all.forwarding" if v6 else "net.ipv4.ip_forward", "1",
+                               netns=ns)
+            for seg_name, address in r.interfaces.items():
+                self._attach(ns, f"e-{seg_name}", seg_name, address)
         out: Dict[str, str] = {}
-        for i, host in enumerate(topo.hosts, start=1):
+        for host in topo.hosts:
             ns = self.host_ns(host.name)
-            self._add_ns(ns)
-            seg = segs[host.segment]
-            port = f"{self.prefix}p{i}"
-            netns.ip("link", "add", port, "mtu", str(seg.mtu), "type", "veth",
-                     "peer", "name", "eth0", "mtu", str(seg.mtu), "netns", ns, netns=sw)
-            netns.ip("link", "set", port, "master", f"br-{seg.name}", "up", netns=sw)
-            plen = ipaddress.ip_network(seg.subnet).prefixlen
-            netns.ip("addr", "add", f"{host.address}/{plen}", "dev", "eth0", netns=ns)
-            netns.ip("link", "set", "eth0", "up", netns=ns)
+            self._add_ns(ns, ipv6=v6)
+            self._attach(ns, "eth0", host.segment, host.address)
             out[host.name] = ns
+        for name in [r.name for r in topo.routers] + [h.name for h in topo.hosts]:
+            self._routes(name)
+        self._faults()
         return out
 
+    def _routes(self, node: str) -> None:
+        ns = self.host_ns(node)
+        segs = {s.name: s.subnet for s in self.topology.segments}
+        for seg_name, via in self.topology.next_hops(node).items():
+            if via is not None:
+                netns.ip("route", "add", segs[seg_name], "via", via, netns=ns)
+
+    # -- faults -------------------------------------------------------------------------------
+    def _faults(self) -> None:
+        by_node: Dict[str, List[Fault]] = {}
+        for f in self.topology.faults:
+            by_node.setdefault(f.at, []).append(f)
+        routers = {r.name for r in self.topology.routers}
+        for node, faults in by_node.items():
+            hooks = ("forward", "output") if node in routers else ("input",)
+            lines = [f"table inet {self.prefix} {{"]
+            for hook in hooks:
+                lines.append(f"  chain {hook} {{ type filter hook {hook} priority 0; policy accept;")
+                lines += [f"    {rule}" for f in faults for rule in self.rules(f)]
+                lines.append("  }")
+            lines.append("}")
+            self.nft(node, "\n".join(lines) + "\n")
+
+    def rules(self, f: Fault) -> List[str]:
+        """The nftables rules (one per address family where it matters) of one fault."""
+        fam = "ip6" if self.topology.family == 6 else "ip"
+        sel = ""
+        if f.src:
+            sel += f"{fam} saddr {self.topology.address_of(f.src)} "
+        if f.dst:
+            sel += f"{fam} daddr {self.topology.address_of(f.dst)} "
+        if f.drop == "ptb":
+            return [f"{sel}icmp type destination-unreachable icmp code frag-needed counter drop",
+                    f"{sel}icmpv6 type packet-too-big counter drop"]
+        if f.drop == "port":
+            return [f"{sel}{f.proto} dport {f.port} counter drop"]
+        if f.drop == "fragments":
+            return [f"{sel}ip frag-off & 0x3fff != 0 counter drop",
+                    f"{sel}exthdr frag exists counter drop"]
+        if f.percent is not None and f.percent >= 100:
+            return [f"{sel}counter drop"]
+        return [f"{sel}numgen random mod 100 < {f.percent} counter drop"]
+
+    def nft(self, node: str, script: str) -> str:
+        """Run an nft script inside a lab namespace (``-f -``); output on success."""
+        proc = subprocess.run(["ip", "netns", "exec", self.host_ns(node), "nft", "-f", "-"],
+                              input=script, capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise LabError(f"nftables in {self.host_ns(node)} refused the faults: "
+                           f"{proc.stderr.strip()}", "check the faults of the topology file")
+        return proc.stdout
+
     def destroy(self) -> List[str]:
-        """Delete every namespace of the run (agents' endpoint namespaces too); idempotent."""
+        """Delete every namespace of the run (agents' endpoint namespaces too); idempotent.
+
+        The nft tables live inside the lab's namespaces and go with them.
+        """
         removed = []
         for name in set(self._made) | set(namespaces(self.prefix)):
             if netns.delete(name):

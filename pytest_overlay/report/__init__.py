@@ -68,9 +68,10 @@ def _failures(results: List[CheckResult]) -> Table:
 
 
 def _sections() -> List[Callable[[Report], List[Any]]]:
-    from pytest_overlay.report import control_plane, reachability
+    from pytest_overlay.report import control_plane, mtu, overhead, pmtu, reachability
 
-    return [control_plane.section, reachability.section]
+    return [pmtu.section, overhead.section, control_plane.section, reachability.section,
+            mtu.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:

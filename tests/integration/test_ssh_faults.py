@@ -58,8 +58,7 @@ def test_each_fault_on_its_row_and_the_rest_completes(ssh_lab, tmp_path: Path) -
         assert rows[host]["status"] == "error", rows[host]
         assert text in rows[host]["error"], rows[host]["error"]
         assert "error" in table[host] and text in table[host], f"hosts table row of {host}"
-    results = [r for r in json.loads(report.read_text())["results"]
-               if r["check"] == "reachability"]
+    results = [r for r in json.loads(report.read_text())["results"] if r["check"] == "reachability"]
     by_pair = {(r["src"], r["dst"]): r for r in results}
     assert len(results) == 56
     assert by_pair[("h1", "h2")]["outcome"] == by_pair[("h2", "h1")]["outcome"] == "pass"
@@ -69,8 +68,9 @@ def test_each_fault_on_its_row_and_the_rest_completes(ssh_lab, tmp_path: Path) -
             # A host lacking a capability (h7: not root) skips its checks; other faults: errors.
             assert r["outcome"] == ("skip" if bad == "h7" else "error"), r
             assert f"host {bad} is not available" in r["message"]
-    # + control-plane, one per host: h1 and h2 pass, h7 skips, the 5 others are errors.
-    assert "50 failed, 4 passed, 10 skipped" in proc.stdout
+    # reachability: 45 failed, 2 passed, 9 skipped; pmtu and overhead the same; mtu passes;
+    # control-plane, one per host: h1 and h2 pass, h7 skips, the 5 others are errors.
+    assert "140 failed, 9 passed, 28 skipped" in proc.stdout
     assert_no_trace(prefix, sl)
 
 

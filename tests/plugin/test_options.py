@@ -17,7 +17,7 @@ def test_help_lists_overlay_group(pytester: pytest.Pytester) -> None:
         (["--overlay-audit"], "*--overlay-audit needs hosts*--overlay-local=N*"),
         (["--overlay-local=1"], "*--overlay-local=1: the lab takes 2 to 250 hosts*"),
         (["--overlay-local=300"], "*--overlay-local=300: the lab takes 2 to 250 hosts*"),
-        (["--overlay-local=many"], "*--overlay-local=many: expected a number of hosts*"),
+        (["--overlay-local=many"], "*--overlay-local=many: many: cannot read the topology file*"),
         (["--overlay-local=3", "--overlay-mtu=100"], "*--overlay-mtu*greater than or equal to 576*"),
         (["--overlay-local=3", "--overlay-subnet=10.10.0.1/16"], "*--overlay-subnet*not a subnet*"),
         (["--overlay-local=3", "--overlay-vni=0"], "*--overlay-vni*"),
@@ -39,6 +39,21 @@ def test_collect_only_lists_one_test_per_ordered_pair(pytester: pytest.Pytester)
     assert len(ids) == 12
     assert "overlay-audit::reachability::h1->h2[vni=4096]" in ids
     assert "overlay-audit::reachability::h4->h3[vni=4096]" in ids
+
+
+def test_topology_file_collects_host_pairs_and_networks(pytester: pytest.Pytester) -> None:
+    from pathlib import Path
+
+    topo = Path(__file__).resolve().parents[2] / "fixtures" / "war-story.yaml"
+    result = pytester.runpytest(f"--overlay-local={topo}", "--overlay-audit", "--collect-only", "-q")
+    out = result.stdout.str()
+    assert "overlay-audit::pmtu::h1->h3" in out
+    assert "overlay-audit::overhead::h3->h1[vni=4096]" in out
+    assert "overlay-audit::mtu::overlay0[vni=4096]" in out
+    bad = pytester.makefile(".yaml", bad="segments: []\nhosts: []\n")
+    result = pytester.runpytest(f"--overlay-local={bad}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--overlay-local={bad}: {bad}*", "*hint: fix the topology file*"])
 
 
 def test_audit_only_ignores_test_files_unless_given(pytester: pytest.Pytester) -> None:

@@ -26,7 +26,7 @@ import threading
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
-from overlay_agent.io import gso, tso
+from overlay_agent.io import gso, pmtu, tso
 
 _READ_BUDGET = 64
 _MAX_FRAME = 65536
@@ -53,6 +53,7 @@ class Dataplane:
                 " (is the address on this host, and is the port free?)"
             ) from e
         self.sock.setblocking(False)
+        pmtu.set_outer_df(self.sock)  # DF on the outer packets; see docs/checks.md
         feats = gso.enable(self.sock) if fast else {"gso": False, "gro": False}
         feats["tso"] = False
         #: what the fast path uses here (empty values: the portable path)

@@ -111,7 +111,12 @@ class GsoSender:
             self.sock.sendmsg([b"".join(parts)],
                               [(SOL_UDP, UDP_SEGMENT, _U16.pack(self._size))], 0, dest)
         except OSError as e:
-            if e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
+            if e.errno == errno.EMSGSIZE:
+                # Segments larger than the known path MTU (DF is always set): each one is
+                # refused on its own and counted; a shorter last one may still fit.
+                for p in parts:
+                    self._send_one(dest, p)
+            elif e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
                 # The route's device cannot do it (no checksum offload, say): stop trying.
                 self.enabled = False
                 self._error("gso-off", e)

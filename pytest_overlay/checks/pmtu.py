@@ -1,0 +1,151 @@
+"""Underlay path MTU per ordered host pair, with blackhole classification.
+
+Every agent answers probe datagrams on its underlay address (UDP :data:`PORT`); every agent then
+searches the path MTU to all others at once (see ``overlay_agent/core/pmtu.py``). Verdicts:
+
+* ``ok`` - large packets pass, or the path tells us its MTU (ICMP "fragmentation needed" /
+  ICMPv6 "packet too big" arrives): PMTUD works;
+* ``local-limit`` - the sender's own interface is the smallest link (below 1500);
+* ``blackhole`` - packets above the PMTU vanish and no ICMP says why (fail);
+* ``lossy`` - small control probes on the same 5-tuple are lost too: plain loss (fail);
+* ``unreachable`` - not even the small probes come back (fail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+import weakref
+from typing import Any, Dict, List, Optional, Tuple
+
+from pytest_overlay.errors import OverlayError
+from pytest_overlay.models import CheckResult, HostPlan, RunPlan
+from pytest_overlay.session import OverlaySession
+
+NAME = "pmtu"
+PORT = 47890
+PASS_VERDICTS = ("ok", "local-limit")
+
+_cache: weakref.WeakKeyDictionary[OverlaySession, asyncio.Future[Dict[Tuple[str, str], Dict[str, Any]]]]
+_cache = weakref.WeakKeyDictionary()
+
+
+def pairs(plan: RunPlan) -> List[Tuple[HostPlan, HostPlan]]:
+    return [(a, b) for a in plan.hosts for b in plan.hosts if a is not b]
+
+
+def test_ids(plan: RunPlan) -> List[str]:
+    return [f"{a.name}->{b.name}" for a, b in pairs(plan)]
+
+
+def icmp_name(addr: str) -> str:
+    if ipaddress.ip_address(addr).version == 6:
+        return 'ICMPv6 "packet too big"'
+    return 'ICMP "fragmentation needed" (type 3 code 4)'
+
+
+async def measure(session: OverlaySession) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    """Raw results by (src host, dst host), measured once per session (other checks reuse it)."""
+    fut = _cache.get(session)
+    if fut is None:
+        fut = asyncio.get_running_loop().create_future()
+        _cache[session] = fut
+        try:
+            fut.set_result(await _measure(session))
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+    return await asyncio.shield(fut)
+
+
+async def _measure(session: OverlaySession) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    hosts = [h for h in session.plan.hosts if session.hosts[h.name].ok]
+    out: Dict[Tuple[str, str], Dict[str, Any]] = {}
+
+    async def listen(h: HostPlan) -> None:
+        try:
+            await session.client(h.name).call("pmtu_listen", port=PORT)
+        except OverlayError as e:
+            for a in session.plan.hosts:
+                if a.name != h.name:
+                    out[(a.name, h.name)] = {"verdict": "error",
+                                             "error": f"no probe responder on {h.name}: {e.message}"}
+
+    await asyncio.gather(*(listen(h) for h in hosts))
+    by_addr = {h.underlay: h.name for h in hosts}
+
+    async def probe(h: HostPlan) -> None:
+        dsts = [b.underlay for b in hosts if b is not h and (h.name, b.name) not in out]
+        if not dsts:
+            return
+        try:
+            res = await session.client(h.name).call(
+                "pmtu_probe", dsts=dsts, port=PORT, rpc_timeout=15 + 6 * (len(dsts) // 16 + 1))
+        except OverlayError as e:
+            for d in dsts:
+                out[(h.name, by_addr[d])] = {"verdict": "error", "error": e.message}
+            return
+        for addr, r in res["results"].items():
+            out[(h.name, by_addr[str(ipaddress.ip_address(addr))])] = r
+
+    await asyncio.gather(*(probe(h) for h in hosts))
+    return out
+
+
+def judge(src: str, dst: str, r: Dict[str, Any]) -> Tuple[str, str]:
+    v = r.get("verdict")
+    pmtu = r.get("pmtu")
+    if v == "ok":
+        if r.get("ptb_mtu"):
+            return "pass", (f"path MTU {pmtu}: the path says so itself ({icmp_name(dst)} from "
+                            f"{r.get('ptb_from')}), PMTUD works")
+        return "pass", f"path MTU {pmtu}: full-size packets pass"
+    if v == "local-limit":
+        return "pass", f"path MTU {pmtu}: {src}'s own interface is the limit (MTU {r.get('local_mtu')})"
+    if v == "blackhole":
+        hop = r.get("hop") or {}
+        where = ""
+        if hop.get("address"):
+            where = f" after hop {hop['ttl']} ({hop['address']}"
+            where += f", before {hop['next']})" if hop.get("next") else ")"
+        elif hop:
+            where = " before the first router"
+        return "fail", (
+            f"blackhole: packets up to {pmtu} bytes pass, larger ones vanish{where} and no "
+            f"{icmp_name(dst)} comes back, so senders never learn the path MTU; large payloads "
+            f"stall while small ones work. Let that ICMP through (or lower the overlay MTU, see "
+            f"the mtu check)")
+    if v == "lossy":
+        c = r.get("controls") or [0, 0]
+        return "fail", (f"lossy: {c[0] - c[1]} of {c[0]} small control probes lost as well, so "
+                        f"this is loss on the path, not a size limit (path MTU at least {pmtu})")
+    if v == "unreachable":
+        return "fail", (f"unreachable: none of {(r.get('controls') or [0])[0]} small UDP probes to "
+                        f"{dst}:{PORT} came back (routing, a firewall on UDP {PORT}, or {src} is not a "
+                        f"member VTEP of {dst})")
+    return "error", str(r.get("error") or f"no result ({v})")
+
+
+async def run(session: OverlaySession) -> List[CheckResult]:
+    started = time.monotonic()
+    raw = await measure(session)
+    elapsed = (time.monotonic() - started) * 1000
+    out = []
+    for a, b in pairs(session.plan):
+        base: Dict[str, Any] = {"check": NAME, "src": a.name, "dst": b.name}
+        bad = next((h for h in (a, b) if not session.hosts[h.name].ok), None)
+        r: Optional[Dict[str, Any]] = raw.get((a.name, b.name))
+        if bad is not None or r is None:
+            st = session.hosts[bad.name] if bad else None
+            why = st.error if st else "not measured"
+            out.append(CheckResult(**base, outcome="skip" if st and st.missing else "error",
+                                   message=f"host {bad.name if bad else a.name} is not available: {why}"))
+            continue
+        outcome, message = judge(a.name, b.underlay, r)
+        details = {k: r.get(k) for k in ("verdict", "pmtu", "exact", "local_mtu", "ptb_mtu",
+                                         "ptb_from", "hop", "controls", "rounds")}
+        details.update(src_ip=a.underlay, dst_ip=b.underlay, port=PORT)
+        out.append(CheckResult(**base, outcome=outcome, message=message, details=details,  # type: ignore[arg-type]
+                               duration_ms=float(r.get("ms") or elapsed)))
+    return out

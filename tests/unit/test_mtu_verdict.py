@@ -1,0 +1,51 @@
+"""The MTU verdict and its fix (pure: pmtu results in, CheckResult out)."""
+
+from __future__ import annotations
+
+from pytest_overlay.checks.mtu import verdict
+from pytest_overlay.models import NetworkSpec
+
+NET = NetworkSpec(name="overlay0", vni=4096, mtu=1450)
+FAM = {"h1": 50, "h2": 50, "h3": 50}
+
+
+def _paths(p13: int, v13: str = "ok") -> dict:
+    paths = {(a, b): {"pmtu": 1500, "verdict": "ok"} for a in FAM for b in FAM if a != b}
+    for pair in (("h1", "h3"), ("h2", "h3"), ("h3", "h1"), ("h3", "h2")):
+        paths[pair] = {"pmtu": p13, "verdict": "ok"}
+    paths[("h1", "h3")]["verdict"] = v13
+    return paths
+
+
+def test_too_high_fails_names_pairs_and_the_fix() -> None:
+    r = verdict(NET, ["h1", "h2", "h3"], _paths(1400, "blackhole"), {}, FAM)
+    assert r.outcome == "fail"
+    assert r.details["recommended"] == 1350 and r.details["min_path_mtu"] == 1400
+    assert r.details["blackhole_pairs"] == ["h1->h3"]
+    assert set(r.details["stalling_pairs"]) == {"h1->h3", "h2->h3", "h3->h1", "h3->h2"}
+    for text in ("com.docker.network.driver.mtu=1350", "flannel", "Calico", "veth_mtu",
+                 "Cilium", "--mtu=1350", "ip link set dev vxlan4096 mtu 1350", "h1->h3"):
+        assert text in r.message
+
+
+def test_fits_passes() -> None:
+    r = verdict(NET, ["h1", "h2", "h3"], _paths(1500), {}, FAM)
+    assert r.outcome == "pass" and "warning" not in r.details and r.details["recommended"] == 1450
+
+
+def test_much_lower_warns() -> None:
+    r = verdict(NET.model_copy(update={"mtu": 1200}), ["h1", "h2", "h3"], _paths(1500), {}, FAM)
+    assert r.outcome == "pass" and r.details["warning"] == "too-low"
+    assert "1450" in r.message and "left on the table" in r.message
+
+
+def test_measured_overhead_larger_than_expected_counts() -> None:
+    r = verdict(NET, ["h1", "h2", "h3"], _paths(1500), {("h1", "h2"): 60}, FAM)
+    assert r.outcome == "fail" and r.details["recommended"] == 1440
+
+
+def test_ipv6_overhead_and_nothing_known() -> None:
+    fam6 = {h: 70 for h in FAM}
+    r = verdict(NET, ["h1", "h2", "h3"], _paths(1500), {}, fam6)
+    assert r.outcome == "fail" and r.details["recommended"] == 1430
+    assert verdict(NET, ["h1", "h2"], {}, {}, FAM).outcome == "skip"

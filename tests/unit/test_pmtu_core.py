@@ -1,0 +1,160 @@
+"""The sans-IO path-MTU search against simulated paths (no sockets, no clock, no root)."""
+
+from __future__ import annotations
+
+import random
+from typing import Dict, List, Optional
+
+import pytest
+
+from overlay_agent.core.pmtu import CONTROL, HOP, PmtuSearch, Probe
+
+
+class Path:
+    """A simulated path: routers with the MTU of the link after them; PTB on or off; loss."""
+
+    def __init__(self, mtu: int, ptb: bool, routers: List[str], drop_at: int = 1,
+                 loss: float = 0.0, local_mtu: int = 1500, seed: int = 1) -> None:
+        self.mtu, self.ptb, self.routers, self.drop_at = mtu, ptb, routers, drop_at
+        self.loss, self.local_mtu = loss, local_mtu
+        self.rng = random.Random(seed)
+
+    def run(self, s: PmtuSearch, max_steps: int = 100) -> Dict[str, object]:
+        now = 0.0
+        out = s.start(now)
+        for _ in range(max_steps):
+            for p in out:
+                self.deliver(s, p, now)
+            now += s.timeout + 0.01
+            out = s.poll(now)
+            if s.done:
+                break
+        assert s.done, "the search never finished"
+        return s.result()
+
+    def deliver(self, s: PmtuSearch, p: Probe, now: float) -> None:
+        if p.size > self.local_mtu:
+            s.on_local_limit(p.id, self.local_mtu, now)
+            return
+        if self.rng.random() < self.loss:
+            return
+        hops = len(self.routers)
+        if p.ttl and p.ttl <= hops:
+            # The probe expires at router p.ttl, if it got that far.
+            if p.size <= self.mtu or p.ttl <= self.drop_at:
+                s.on_time_exceeded(p.id, self.routers[p.ttl - 1], now)
+            return
+        if p.size > self.mtu:
+            if self.ptb:
+                s.on_too_big(p.id, self.mtu, self.routers[self.drop_at - 1], now)
+            return
+        s.on_echo(p.id, now)
+
+
+def search(**kw: object) -> PmtuSearch:
+    return PmtuSearch(local_mtu=int(kw.pop("local_mtu", 1500)), **kw)  # type: ignore[arg-type]
+
+
+def test_clean_path_is_decided_in_one_round() -> None:
+    res = Path(1500, ptb=True, routers=["r1"]).run(search())
+    assert res["verdict"] == "ok" and res["pmtu"] == 1500 and res["rounds"] == 1
+
+
+@pytest.mark.parametrize("mtu", [1400, 1280, 1499, 1333, 9000 - 1])
+def test_ptb_gives_the_exact_mtu_and_ok(mtu: int) -> None:
+    local = 9000 if mtu > 1500 else 1500
+    res = Path(mtu, ptb=True, routers=["a", "b"], local_mtu=local).run(search(local_mtu=local))
+    assert res["verdict"] == "ok"
+    assert res["pmtu"] == mtu and res["ptb_mtu"] == mtu and res["ptb_from"] == "a"
+
+
+@pytest.mark.parametrize("mtu", [1400, 1281, 1333, 1499, 576])
+def test_blackhole_exact_to_the_byte_with_the_hop(mtu: int) -> None:
+    path = Path(mtu, ptb=False, routers=["r1", "r2", "r3"], drop_at=2)
+    res = path.run(search())
+    assert res["verdict"] == "blackhole"
+    assert res["pmtu"] == mtu and res["exact"] is True
+    assert res["hop"] == {"ttl": 2, "address": "r2", "next": "r3"}
+    assert res["rounds"] <= 5
+
+
+def test_local_interface_is_the_limit() -> None:
+    res = Path(1500, ptb=True, routers=["r1"], local_mtu=1400).run(search(local_mtu=1400))
+    assert res["verdict"] == "local-limit" and res["pmtu"] == 1400
+
+
+def test_nothing_comes_back_is_unreachable() -> None:
+    res = Path(1500, ptb=True, routers=["r1"], loss=1.0).run(search())
+    assert res["verdict"] == "unreachable" and res["pmtu"] is None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_plain_loss_is_lossy_not_a_small_mtu(seed: int) -> None:
+    res = Path(1500, ptb=False, routers=["r1"], loss=0.2, seed=seed).run(search())
+    assert res["verdict"] == "lossy"
+    assert res["pmtu"] is not None and res["pmtu"] >= 1280
+
+
+def test_a_size_fails_only_after_two_rounds_when_controls_are_lost() -> None:
+    s = search()
+    probes = s.start(0.0)
+    # One control back, the others and every size lost: not clean, so no size has failed yet.
+    s.on_echo(next(p.id for p in probes if p.kind == CONTROL), 0.0)
+    s.poll(1.0)
+    assert s.hi == 1501 and 1500 in s._failed_once
+
+
+def test_unknown_and_repeated_answers_are_ignored() -> None:
+    s = search()
+    probes = s.start(0.0)
+    s.on_echo(99999, 0.0)
+    s.on_too_big(99999, 1000, "x", 0.0)
+    s.on_time_exceeded(99999, "x", 0.0)
+    ctl = next(p for p in probes if p.kind == CONTROL)
+    s.on_echo(ctl.id, 0.0)
+    s.on_echo(ctl.id, 0.0)
+    assert s.controls_answered == 1
+
+
+def test_hop_probes_only_for_blackholes() -> None:
+    sent: List[Probe] = []
+    s = search()
+    out = s.start(0.0)
+    sent += out
+    path = Path(1400, ptb=True, routers=["r1"])
+    for p in out:
+        path.deliver(s, p, 0.0)
+    out = s.poll(0.3)
+    sent += out
+    assert s.done and not any(p.kind == HOP for p in sent)
+
+
+def test_poll_waits_for_the_round() -> None:
+    s = search(timeout=0.2)
+    s.start(0.0)
+    assert s.poll(0.1) == []
+    assert not s.done
+    nxt: Optional[List[Probe]] = s.poll(0.25)
+    assert nxt, "the round timed out: the next one starts"
+
+
+def test_a_late_echo_undoes_a_wrong_failure() -> None:
+    s = search()
+    probes = s.start(0.0)
+    for p in probes:
+        if p.kind == CONTROL or p.size <= 1400:
+            s.on_echo(p.id, 0.0)
+    s.poll(0.3)  # clean round: every size above 1400 counts as failed
+    assert s.hi == 1420
+    late = next(p for p in probes if p.size == 1500)
+    s.on_echo(late.id, 0.31)  # the machine was busy: 1500 did pass
+    assert s.lo == 1500 and s.hi == 1501
+
+
+def test_slow_controls_stretch_the_round() -> None:
+    s = search(timeout=0.2)
+    probes = s.start(0.0)
+    ctl = [p for p in probes if p.kind == CONTROL]
+    s.on_echo(ctl[0].id, 0.15)  # a busy machine: 150 ms for a small probe
+    assert s.deadline() == pytest.approx(0.6)
+    assert s.poll(0.3) == [] and not s.done
