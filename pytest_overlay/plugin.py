@@ -29,6 +29,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="inner subnet of the default network (10.10.0.0/16)")
     g.addoption("--overlay-mtu", type=int, default=1450,
                 help="MTU of the default network's endpoints (1450)")
+    g.addoption("--overlay-evidence", metavar="DIR",
+                help="save, per failing pair, what explains it (routes and cached path MTU, "
+                     "interface MTUs, counters, firewall rules, an underlay capture) into DIR")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
+import re
 import shutil
 import tempfile
 import threading
@@ -25,6 +26,14 @@ from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.models import CheckResult, HostPlan, NetworkSpec, Report, RunPlan
 from pytest_overlay.naming import kill_processes, new_prefix
 from pytest_overlay.session import OverlaySession, one_endpoint_per_host
+
+
+def _parse_test_id(tid: str) -> Dict[str, Any]:
+    """``src``, ``dst`` and ``vni`` back from a test id (``h1->h2[vni=7]``, ``counters[vni=7]``)."""
+    m = re.match(r"^(?P<src>.*?)(?:->(?P<dst>.*?))?(?:\[vni=(?P<vni>\d+)\])?$", tid)
+    assert m is not None  # the pattern matches any string
+    vni = m.group("vni")
+    return {"src": m.group("src"), "dst": m.group("dst"), "vni": int(vni) if vni else None}
 
 
 def _now() -> str:
@@ -48,6 +57,8 @@ class OverlayRun:
         self._lab: Optional[NetLab] = None
         self._workdir: Optional[Path] = None
         self._keeper: Any = None
+        #: ``--overlay-evidence``: where failing pairs' evidence goes (None: not collected)
+        self.evidence_dir: Optional[Path] = None
         self._started = False
         self._finished = False
         self._lock = threading.Lock()
@@ -105,6 +116,10 @@ class OverlayRun:
         else:
             raise OverlayError(f"mode {self.mode!r} is not available yet")
         self._session = OverlaySession(self.plan, self.prefix, starter)
+        if self.evidence_dir is not None:
+            from pytest_overlay import evidence
+
+            evidence.attach(self._session, self.evidence_dir)
         self._loop.run(self._session.start(), timeout=120)
         for k, v in self._session.timings.items():
             self.timings[k] = round(v, 3)
@@ -118,8 +133,8 @@ class OverlayRun:
             t0 = time.monotonic()
             if self.start_error is not None or self._session is None or self._loop is None:
                 res = [
-                    CheckResult(check=name, src=tid.split("->")[0], dst=tid.split("->")[1].split("[")[0],
-                                outcome="error", message=f"the overlay did not start: {self.start_error}")
+                    CheckResult(check=name, **_parse_test_id(tid), outcome="error",
+                                message=f"the overlay did not start: {self.start_error}")
                     for tid in self.test_ids(name)
                 ]
             else:

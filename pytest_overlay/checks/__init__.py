@@ -13,10 +13,12 @@ from types import ModuleType
 from typing import Dict, List
 
 CHECKS: Dict[str, str] = {
+    "ports": "pytest_overlay.checks.ports",
     "reachability": "pytest_overlay.checks.reachability",
+    "isolation": "pytest_overlay.checks.isolation",
 }
 
-AUDIT: List[str] = ["reachability"]
+AUDIT: List[str] = ["ports", "reachability", "isolation"]
 
 
 def get(name: str) -> ModuleType:
