@@ -87,7 +87,8 @@ _WHY = {
 }
 
 
-def describe(kind: str, probe: Dict[str, Any], port: int) -> str:
+def describe(kind: str, probe: Dict[str, Any]) -> str:
+    port = probe.get("port")
     label = {"vxlan": f"VXLAN {port}/udp", "udp": f"random-payload UDP {port}/udp",
              "raft": f"Raft {port}/tcp", "ssh": f"SSH {port}/tcp"}[kind]
     v = probe["verdict"]
@@ -98,7 +99,7 @@ def describe(kind: str, probe: Dict[str, Any], port: int) -> str:
 
 
 def judge(src: str, dst: str, probes: Dict[str, Dict[str, Any]],
-          reverse: Optional[Dict[str, Dict[str, Any]]], ports: Dict[str, int]) -> Tuple[str, str, List[str]]:
+          reverse: Optional[Dict[str, Dict[str, Any]]]) -> Tuple[str, str, List[str]]:
     """Outcome, message and the asymmetric kinds for one ordered pair's probe results."""
     bad = [k for k in KINDS if k in probes and probes[k]["verdict"] != "pass"]
     if not bad:
@@ -106,7 +107,7 @@ def judge(src: str, dst: str, probes: Dict[str, Dict[str, Any]],
     asym = [k for k in bad if reverse and (reverse.get(k) or {}).get("verdict") == "pass"]
     parts = []
     for k in bad:
-        text = describe(k, probes[k], ports[k])
+        text = describe(k, probes[k])
         if k in asym:
             text += f"; asymmetric: {dst}->{src} passes"
         parts.append(text)
@@ -217,7 +218,7 @@ async def run(session: OverlaySession) -> List[CheckResult]:
             results.append(CheckResult(**base, outcome="error", message=why, duration_ms=elapsed))
             continue
         probes = per_pair[(a.name, b.name)]
-        outcome, message, asym = judge(a.name, b.name, probes, per_pair.get((b.name, a.name)), ports)
+        outcome, message, asym = judge(a.name, b.name, probes, per_pair.get((b.name, a.name)))
         details = {"src_underlay": a.underlay, "dst_underlay": b.underlay, "probes": probes,
                    "asymmetric": asym}
         results.append(CheckResult(**base, outcome=outcome, message=message,  # type: ignore[arg-type]
