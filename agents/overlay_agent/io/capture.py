@@ -21,6 +21,8 @@ from overlay_agent.io import netns
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SO_TIMESTAMP = 29
+_TIMEVAL = struct.Struct("@ll")
 _BUF = 4 << 20
 _SNAP = 65535
 
@@ -88,15 +90,26 @@ class PcapCapture:
         self.limit = limit
         self.frames: List[Tuple[float, bytes]] = []
         self.sock = _packet_socket(ns, ifname)
+        try:  # the kernel's arrival time, not the time we got round to reading
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+        except OSError:
+            pass
 
     def read(self) -> int:
+        space = socket.CMSG_SPACE(_TIMEVAL.size)
         while len(self.frames) < self.limit:
             try:
-                data = self.sock.recv(_SNAP)
+                data, anc, _flags, _addr = self.sock.recvmsg(_SNAP, space)
             except (BlockingIOError, InterruptedError, OSError):
                 break
-            if self._involves_peer(data):
-                self.frames.append((time.time(), data))
+            if not self._involves_peer(data):
+                continue
+            ts = time.time()
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(raw) >= _TIMEVAL.size:
+                    sec, usec = _TIMEVAL.unpack_from(raw)
+                    ts = sec + usec / 1e6
+            self.frames.append((ts, data))
         return len(self.frames)
 
     def _involves_peer(self, frame: bytes) -> bool:
