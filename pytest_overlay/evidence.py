@@ -28,6 +28,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
+from pytest_overlay.errors import ConfigError
 from pytest_overlay.models import CheckResult
 
 Reprobe = Callable[[CheckResult], Awaitable[None]]
@@ -36,6 +37,17 @@ MAX_PAIRS = 32
 CAPTURE_SETTLE_S = 0.3
 
 _dirs: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
+
+
+def directory_from_option(value: Optional[str]) -> Optional[Path]:
+    """The ``--overlay-evidence`` directory, checked (created later, when the run starts)."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--overlay-evidence={value}: exists and is not a directory",
+                          "give a directory (it is created if missing)")
+    return path
 
 
 def attach(session: Any, directory: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
@@ -45,19 +43,6 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
         if not 2 <= n <= 250:
             raise ConfigError(f"--overlay-local={n}: the lab takes 2 to 250 hosts",
                               "e.g. --overlay-local=3")
-        run = OverlayRun.local(LabTopology.flat(n), network, prefix=prefix)
-        run.evidence_dir = _evidence_dir(config)
-        return run
+        return OverlayRun.local(LabTopology.flat(n), network, prefix=prefix)
     raise ConfigError(f"--overlay-local={local}: expected a number of hosts (2..250)",
                       "e.g. --overlay-local=3; topology files come with the fault lab")
-
-
-def _evidence_dir(config: pytest.Config) -> Path | None:
-    value = config.getoption("overlay_evidence", None)
-    if not value:
-        return None
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--overlay-evidence={value}: exists and is not a directory",
-                          "give a directory (it is created if missing)")
-    return path

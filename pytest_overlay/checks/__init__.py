@@ -19,6 +19,8 @@ CHECKS: Dict[str, str] = {
 }
 
 AUDIT: List[str] = ["ports", "reachability", "isolation"]
+#: audit checks that run before the user's own tests (the underlay, before any overlay traffic)
+BEFORE_TESTS: List[str] = ["ports"]
 
 
 def get(name: str) -> ModuleType:

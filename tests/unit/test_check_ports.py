@@ -8,8 +8,8 @@ import pytest
 
 from pytest_overlay.checks import ports
 from pytest_overlay.models import HostPlan, NetworkSpec, RunPlan
-from pytest_overlay.report import render
 from pytest_overlay.report import ports as ports_report
+from pytest_overlay.report import render
 
 
 def probes(**verdicts: str) -> Dict[str, Dict[str, Any]]:
