@@ -35,7 +35,9 @@ def inner(token: str, marker: str) -> bytes:
 
 
 def vxlan(vni: int, frame: bytes, flags: int = 0x08) -> bytes:
-    return bytes(vxlan_layer.VXLAN(flags=flags, vni=vni) / scapy_all.Raw(frame))
+    data = bytes(vxlan_layer.VXLAN(vni=vni) / scapy_all.Raw(frame))
+    # The flags byte is set by hand: scapy lays out extension fields (GBP, GPE) for some bits.
+    return bytes((flags,)) + data[1:]
 
 
 def test_crafted_frames_are_dropped_counted_and_never_delivered(make_lab) -> None:  # type: ignore[no-untyped-def]
