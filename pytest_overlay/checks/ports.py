@@ -223,4 +223,11 @@ async def run(session: OverlaySession) -> List[CheckResult]:
                    "asymmetric": asym}
         results.append(CheckResult(**base, outcome=outcome, message=message,  # type: ignore[arg-type]
                                    details=details, duration_ms=elapsed))
-    return await evidence.after_check(session, NAME, results)
+    async def reprobe(result: CheckResult) -> None:
+        """The failing pair's own probes again, while the evidence capture runs."""
+        by_name = {h.name: h for h in plan.hosts}
+        a, b = by_name[str(result.src)], by_name[str(result.dst)]
+        await _send(session, a, b, {k: secrets.token_hex(4) for k in UDP_KINDS}, ports,
+                    asyncio.Semaphore(1))
+
+    return await evidence.after_check(session, NAME, results, reprobe=reprobe)

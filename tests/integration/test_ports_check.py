@@ -105,3 +105,11 @@ table inet {p}_fault {{
     assert pcap[:4] == b"\xd4\xc3\xb2\xa1" and len(pcap) > 24 + 16
     assert snap["underlay_frames_captured"] >= 3
     assert res["h1->h2"].details["evidence"].endswith("h1--h2")
+    # The re-probe of h1->h3 repeated the TCP handshakes: h3's capture holds the SYNs to the
+    # Raft port (dropped by its firewall after the capture point) and the reset for SSH.
+    tshark = subprocess.run(["tshark", "-r", str(ev / "h1--h3" / "h3-underlay.pcap"), "-T",
+                             "fields", "-e", "tcp.dstport", "-e", "tcp.flags.reset", "-Y", "tcp"],
+                            capture_output=True, text=True, timeout=60)
+    if tshark.returncode == 0:
+        rows = {tuple(line.split("\t")) for line in tshark.stdout.splitlines()}
+        assert (str(raft), "False") in rows or (str(raft), "0") in rows, rows
