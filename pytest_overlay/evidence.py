@@ -26,7 +26,7 @@ import re
 import secrets
 import weakref
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, FrozenSet, List, Optional, Set
 
 from pytest_overlay.errors import ConfigError
 from pytest_overlay.models import CheckResult
@@ -35,6 +35,8 @@ Reprobe = Callable[[CheckResult], Awaitable[None]]
 #: at most this many failing results get evidence per check (a broken fabric fails every pair)
 MAX_PAIRS = 32
 CAPTURE_SETTLE_S = 0.3
+#: failing pairs collected at once
+PARALLEL = 8
 
 _dirs: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
 
@@ -146,22 +148,33 @@ async def after_check(session: Any, check: str, results: List[CheckResult],
                       reprobe: Optional[Reprobe] = None) -> List[CheckResult]:
     """Collect evidence for the failing ``results`` when the run has an evidence directory.
 
-    Returns the results, each failing one with ``details["evidence"]`` naming its folder.
+    Returns the results, each failing one with ``details["evidence"]`` naming its folder. Pairs
+    are collected in parallel waves; two collections on the same two hosts never overlap (their
+    captures would be the same).
     """
     directory = directory_of(session)
     if directory is None:
         return results
-    out: List[CheckResult] = []
-    done = 0
-    for r in results:
-        if r.outcome != "fail" or done >= MAX_PAIRS:
-            out.append(r)
-            continue
-        done += 1
+    out: List[CheckResult] = list(results)
+    pending = [i for i, r in enumerate(results) if r.outcome == "fail"][:MAX_PAIRS]
+
+    async def one(i: int) -> None:
+        r = results[i]
         try:
             folder = await collect(session, check, r, directory, reprobe)
         except Exception as e:  # evidence is a help, never a reason to lose a result
-            out.append(r.model_copy(update={"details": {**r.details, "evidence_error": str(e)}}))
-            continue
-        out.append(r.model_copy(update={"details": {**r.details, "evidence": str(folder)}}))
+            out[i] = r.model_copy(update={"details": {**r.details, "evidence_error": str(e)}})
+            return
+        out[i] = r.model_copy(update={"details": {**r.details, "evidence": str(folder)}})
+
+    while pending:
+        wave: List[int] = []
+        busy: Set[FrozenSet[str]] = set()
+        for i in pending:
+            key = frozenset(str(x).split("/")[0] for x in (results[i].src, results[i].dst))
+            if key not in busy and len(wave) < PARALLEL:
+                wave.append(i)
+                busy.add(key)
+        await asyncio.gather(*(one(i) for i in wave))
+        pending = [i for i in pending if i not in wave]
     return out

@@ -24,7 +24,8 @@ def _cell(probe: Dict[str, Any], kind: str, asym: List[str]) -> Text:
         label = "open" if v == "pass" else v
     if kind in asym:
         label += " (asym)"
-    return Text(label, style=STYLE["pass"] if v == "pass" else STYLE["fail"])
+    style = STYLE["pass"] if v == "pass" else STYLE["skip"] if v == "lossy" else STYLE["fail"]
+    return Text(label, style=style)
 
 
 def table(results: List[CheckResult]) -> Table:

@@ -56,6 +56,16 @@ def test_symmetric_failure_is_not_called_asymmetric() -> None:
     assert "Raft 7946/tcp filtered" in msg
 
 
+def test_lossy_port_is_open_and_the_loss_is_named() -> None:
+    out, msg, asym = ports.judge("h1", "h2", probes(vxlan="lossy"), probes())
+    assert out == "pass" and asym == []
+    assert "VXLAN 4789/udp lossy (1 of 3 probes arrived)" in msg
+    out, msg, _ = ports.judge("h1", "h2", probes(vxlan="lossy", ssh="filtered"), probes())
+    assert out == "fail" and "SSH 22/tcp filtered" in msg and "lossy" in msg
+    # A lossy reverse direction still makes a blocked one asymmetric.
+    assert ports.judge("h1", "h2", probes(udp="blocked"), probes(udp="lossy"))[2] == ["udp"]
+
+
 def test_udp_blocked_but_vxlan_passes_is_explained() -> None:
     _, msg, _ = ports.judge("h1", "h2", probes(udp="blocked"), None)
     assert "admits only VXLAN" in msg
