@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lab import BenchLab  # noqa: E402
-
-from overlay_agent.io import netns  # noqa: E402
+from _lab import BenchLab
+from overlay_agent.io import netns
 
 TARGETS = {"tcp": 0.25, "udp": 0.70, "rtt_added_ms": 0.15}
 MTU = 1450
@@ -108,10 +107,12 @@ def measure(lab: BenchLab, path: Path2, seconds: float, pings: int) -> Dict[str,
     return res
 
 
-def agent_path(lab: BenchLab, portable: bool) -> Path2:
-    env = {"OVERLAY_DATAPLANE": "portable"} if portable else None
+def agent_path(lab: BenchLab, portable: bool, tap_tso: bool = False) -> Path2:
+    env = {"OVERLAY_DATAPLANE": "portable" if portable else "fast",
+           "OVERLAY_TAP_TSO": "1" if tap_tso else "0"}
+    vnet_tap = tap_tso
     eps = {"h1": ("10.10.0.2", "02:42:0a:0a:00:02"), "h2": ("10.10.0.3", "02:42:0a:0a:00:03")}
-    agents = {h: lab.start_agent(h, env) for h in eps}
+    agents = {h: lab.start_agent(h, env, vnet_tap) for h in eps}
     for host, agent in agents.items():
         agent.call("create_network", name="ov", vni=VNI_AGENT, subnet="10.10.0.0/16", mtu=MTU)
         ip, mac = eps[host]
@@ -168,11 +169,12 @@ def render(res: Dict[str, Any]) -> str:
          "", "", "", ""),
     ]
     head = ("metric", "agent VTEP", "kernel vxlan", "ratio", "target", "")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    widths = [max(len(str(r[i])) for r in [*rows, head]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.append(f"(agent data plane: {res['dataplane']}, {res['seconds']} s per iperf3 run, "
+    lines.append(f"(agent data plane: {res['dataplane']}, TAP TSO: {res['tap_tso']}, "
+                 f"{res['seconds']} s per iperf3 run, "
                  f"{res['pings']} pings)")
     return "\n".join(lines)
 
@@ -184,6 +186,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--portable", action="store_true",
                    help="force the agent's portable one-frame path (OVERLAY_DATAPLANE=portable)")
+    p.add_argument("--tap-tso", action="store_true",
+                   help="TAPs with IFF_VNET_HDR and TSO, segmented in Python (OVERLAY_TAP_TSO=1)")
     p.add_argument("--agent-only", action="store_true", help="skip the kernel vxlan path")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -194,8 +198,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             res: Dict[str, Any] = {"prefix": lab.prefix, "seconds": args.seconds,
                                    "pings": args.pings,
-                                   "dataplane": "portable" if args.portable else "default"}
-            res["agent"] = measure(lab, agent_path(lab, args.portable), args.seconds, args.pings)
+                                   "dataplane": "portable" if args.portable else "default",
+                                   "tap_tso": args.tap_tso}
+            res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso), args.seconds, args.pings)
             res["agent_counters"] = lab.agents["h1"].call("counters")
             lab.stop_agents()
             if args.agent_only:

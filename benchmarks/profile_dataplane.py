@@ -17,8 +17,30 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lab import BenchLab  # noqa: E402
-from bench_dataplane import PORT_IPERF, agent_path  # noqa: E402
+from _lab import BenchLab
+from bench_dataplane import PORT_IPERF, agent_path
+
+
+def _threads(pid: int) -> dict:
+    """Thread name -> CPU seconds so far."""
+    import os
+    res = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip() + "/" + tid
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        res[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return res
+
+
+def _stat() -> dict:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return {"user": v[0] + v[1], "sys": v[2], "idle": v[3] + v[4], "irq": v[5], "softirq": v[6]}
 
 
 def main() -> int:
@@ -47,6 +69,19 @@ def main() -> int:
                     tracers.append((host, out, subprocess.Popen(
                         ["timeout", "-s", "INT", str(args.seconds - 1.5), "strace", "-c", "-f",
                          "-p", str(pid)], stderr=out, stdout=out)))
+            time.sleep(1.0)
+            t0 = {pid: _threads(pid) for pid in path.pids}
+            s0 = _stat()
+            time.sleep(2.0)
+            s1 = _stat()
+            t1 = {pid: _threads(pid) for pid in path.pids}
+            tck = __import__("os").sysconf("SC_CLK_TCK") * 2.0
+            print("machine CPU over 2 s (cores):", {k: round((s1[k] - s0[k]) / tck, 2)
+                                                   for k in s0})
+            for host, pid in zip(("h1", "h2"), path.pids):
+                print(host, "CPU per thread over 2 s:",
+                      {name: round((t1[pid][name] - t0[pid].get(name, 0)) / 2.0, 2)
+                       for name in t1[pid] if t1[pid][name] - t0[pid].get(name, 0) > 0})
             out, _ = client.communicate(timeout=args.seconds + 30)
             print(out[-900:])
             for host, f, t in tracers:

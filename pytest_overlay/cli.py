@@ -4,6 +4,7 @@
   pytest-overlay cleanup [PREFIX]  remove what a killed run left behind (namespaces, processes,
                                    temp files), for one prefix or every ``ov??????`` run
   pytest-overlay leftovers         list such leftovers without removing them
+  pytest-overlay agent-digest      SHA-256 of the agent archive (for a host's allow-list)
 """
 
 from __future__ import annotations
@@ -65,12 +66,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     c = sub.add_parser("cleanup", help="remove leftovers of killed runs")
     c.add_argument("prefix", nargs="?")
     sub.add_parser("leftovers", help="list leftovers of killed runs")
+    sub.add_parser("agent-digest",
+                   help="SHA-256 of the agent archive this controller deploys (for allow-lists)")
     args = parser.parse_args(argv)
     if args.cmd == "schema":
         from pytest_overlay.report import report_schema
 
         json.dump(report_schema(), sys.stdout, indent=2)
         sys.stdout.write("\n")
+        return 0
+    if args.cmd == "agent-digest":
+        from pytest_overlay.deploy import agent_digest
+
+        sys.stdout.write(agent_digest() + "\n")
         return 0
     prefix = getattr(args, "prefix", None)
     if prefix:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+_TEST_ID = re.compile(r"^(?P<src>[^\[]+?)(?:->(?P<dst>[^\[]+))?(?:\[vni=(?P<vni>\d+)\])?$")
 Outcome = Literal["pass", "fail", "error", "skip"]
 
 
@@ -113,6 +115,14 @@ class CheckResult(_Model):
     def test_id(self) -> str:
         pair = f"{self.src}->{self.dst}" if self.dst is not None else str(self.src or "all")
         return f"{pair}[vni={self.vni}]" if self.vni is not None else pair
+
+    @classmethod
+    def for_test_id(cls, check: str, test_id: str, outcome: Outcome, message: str) -> CheckResult:
+        """A result for a test id (``h1->h2[vni=4096]``, ``h1[vni=4096]``, ``h1``) with no data."""
+        m = _TEST_ID.match(test_id)
+        src, dst, vni = (m.group("src"), m.group("dst"), m.group("vni")) if m else (test_id, None, None)
+        return cls(check=check, src=src, dst=dst, vni=int(vni) if vni else None, outcome=outcome,
+                   message=message)
 
 
 class HostReport(_Model):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
-import re
 import shutil
 import tempfile
 import threading
@@ -26,14 +25,6 @@ from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.models import CheckResult, HostPlan, NetworkSpec, Report, RunPlan
 from pytest_overlay.naming import kill_processes, new_prefix
 from pytest_overlay.session import OverlaySession, one_endpoint_per_host
-
-
-def _parse_test_id(tid: str) -> Dict[str, Any]:
-    """``src``, ``dst`` and ``vni`` back from a test id (``h1->h2[vni=7]``, ``counters[vni=7]``)."""
-    m = re.match(r"^(?P<src>.*?)(?:->(?P<dst>.*?))?(?:\[vni=(?P<vni>\d+)\])?$", tid)
-    assert m is not None  # the pattern matches any string
-    vni = m.group("vni")
-    return {"src": m.group("src"), "dst": m.group("dst"), "vni": int(vni) if vni else None}
 
 
 def _now() -> str:
@@ -133,8 +124,8 @@ class OverlayRun:
             t0 = time.monotonic()
             if self.start_error is not None or self._session is None or self._loop is None:
                 res = [
-                    CheckResult(check=name, **_parse_test_id(tid), outcome="error",
-                                message=f"the overlay did not start: {self.start_error}")
+                    CheckResult.for_test_id(name, tid, "error",
+                                            f"the overlay did not start: {self.start_error}")
                     for tid in self.test_ids(name)
                 ]
             else:

@@ -35,7 +35,10 @@ def write_json(report: Report, path: Path) -> None:
 def _hosts_table(report: Report) -> Table:
     t = Table(title="Hosts", title_justify="left", expand=False)
     for col in ("host", "underlay", "via", "status", "agent", "python", "drops", "note"):
-        t.add_column(col)
+        # What identifies a host never shrinks; the rest gives way on a narrow terminal.
+        essential = col in ("host", "underlay", "status")
+        t.add_column(col, no_wrap=essential, min_width=None if not essential else len(col),
+                     overflow="fold" if col == "note" else "ellipsis")
     for h in sorted(report.hosts, key=lambda h: (h.status == "ok", h.name)):
         drops = sum((h.counters.get("drops") or {}).values()) if h.counters else 0
         t.add_row(

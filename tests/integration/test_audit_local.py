@@ -177,3 +177,24 @@ def test_sigkill_of_pytest_itself_is_swept_by_the_keeper(tmp_path: Path) -> None
             proc.kill()
     _wait_for(lambda: leftovers(prefix) == {}, 20, "the keeper to sweep the run")
     _assert_no_trace(prefix)
+
+
+def test_lab_that_cannot_be_built_gives_errors_not_a_crash(tmp_path: Path) -> None:
+    """A namespace name already taken: every pair is an error with the reason; exit 1."""
+    prefix = new_prefix()
+    subprocess.run(["ip", "netns", "add", f"{prefix}-_ul"], check=True)
+    try:
+        proc = subprocess.run(
+            _pytest(tmp_path, "--overlay-local=2", "--overlay-audit", f"--overlay-prefix={prefix}",
+                    f"--overlay-report={tmp_path / 'r.json'}"),
+            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["ip", "netns", "delete", f"{prefix}-_ul"], check=False)
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
+    assert "Traceback" not in proc.stdout
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [r["outcome"] for r in data["results"]] == ["error", "error"]
+    assert "the overlay did not start" in data["results"][0]["message"]
+    assert "File exists" in data["results"][0]["message"] or "exists" in data["results"][0]["message"]
+    assert all(h["status"] == "error" for h in data["hosts"])
+    _assert_no_trace(prefix)

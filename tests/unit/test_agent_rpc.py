@@ -450,3 +450,22 @@ def test_agent_zipapp_runs_with_the_stdlib_alone(spawn: Any, tmp_path: Path) -> 
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # -I -S: no site-packages, no PYTHONPATH, no current directory: as on a bare remote host.
     talk_then_hang_up(spawn(["-I", "-S", str(pyz)], cwd=tmp_path))
+
+
+def test_agent_archive_is_reproducible(tmp_path: Path) -> None:
+    """The same sources give the same bytes: hosts allow-list the archive by its SHA-256."""
+    import hashlib
+    import zipfile
+
+    from pytest_overlay.deploy import agent_archive, agent_digest, build_agent
+
+    first = agent_archive()
+    assert agent_archive() == first
+    assert agent_digest() == hashlib.sha256(first).hexdigest()
+    path = build_agent(tmp_path)
+    assert path.read_bytes() == first
+    assert (path.stat().st_mode & 0o777) == 0o600
+    names = zipfile.ZipFile(path).namelist()
+    assert names == sorted(names) and "__main__.py" in names
+    assert "overlay_agent/core/vtep.py" in names
+    assert not any("__pycache__" in n for n in names)

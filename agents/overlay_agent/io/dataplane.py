@@ -9,7 +9,10 @@ Two paths, chosen at run time (:attr:`Dataplane.features` says which):
 
 * fast: UDP GSO on send (a run of datagrams to one VTEP in one ``sendmsg``) and UDP GRO on
   receive (several datagrams per ``recvmsg``), see :mod:`overlay_agent.io.gso`;
-* portable: one datagram per system call. ``OVERLAY_DATAPLANE=portable`` in the environment
+* TAPs opened with ``IFF_VNET_HDR`` get checksum offload and TSO if ``OVERLAY_TAP_TSO=1``:
+  the endpoint's kernel hands over 64 KiB TCP frames, cut here by :mod:`overlay_agent.io.tso`
+  (opt-in: slower than plain TAPs on CPython today); other TAPs work one frame per call;
+* portable: one datagram per system call, no TAP offloads. ``OVERLAY_DATAPLANE=portable`` in the environment
   (or ``fast=False``) forces it, so both can be tested on one machine.
 """
 
@@ -20,13 +23,14 @@ import os
 import select
 import socket
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
-from overlay_agent.io import gso
+from overlay_agent.io import gso, tso
 
 _READ_BUDGET = 64
 _MAX_FRAME = 65536
+_MAX_READ = 65536 + 256  # a TSO frame: 64 KiB of IP plus the Ethernet and virtio headers
 
 
 class Dataplane:
@@ -50,9 +54,17 @@ class Dataplane:
             ) from e
         self.sock.setblocking(False)
         feats = gso.enable(self.sock) if fast else {"gso": False, "gro": False}
+        feats["tso"] = False
         #: what the fast path uses here (empty values: the portable path)
         self.features: Dict[str, bool] = feats
         self._sender = gso.GsoSender(self.sock, self._error, enabled=feats["gso"])
+        # TAP TSO with software segmentation works, but on CPython the per-segment TCP checksum
+        # (~5 us) costs more than the read it saves (docs/benchmarks.md): opt-in for now.
+        self._tso = bool(fast) and os.environ.get("OVERLAY_TAP_TSO", "") == "1"
+        #: whether to open TAPs with IFF_VNET_HDR (either path handles such TAPs, and turns
+        #: their offloads on only when TSO is wanted)
+        self.vnet_hdr = self._tso
+        self._vnet: FrozenSet[int] = frozenset()  # TAP fds that carry a virtio header
         self.address = address
         self.port = port
         self.taps: Dict[int, int] = {}
@@ -72,6 +84,9 @@ class Dataplane:
             self._threads.append(t)
 
     def add_tap(self, port_id: int, fd: int) -> None:
+        if tso.has_vnet_hdr(fd):
+            self.features["tso"] = tso.set_offload(fd, self._tso)
+            self._vnet = self._vnet | {fd}
         taps = dict(self.taps)
         taps[port_id] = fd
         self.taps = taps
@@ -81,6 +96,8 @@ class Dataplane:
         taps = dict(self.taps)
         fd = taps.pop(port_id, None)
         self.taps = taps
+        if fd is not None:
+            self._vnet = self._vnet - {fd}
         self._wake()
         return fd
 
@@ -119,11 +136,14 @@ class Dataplane:
             if kind == SEND:
                 self._sender.add(where, data)  # type: ignore[arg-type]
             elif kind == DELIVER:
-                fd = self.taps.get(where)  # type: ignore[arg-type]
+                fd = self.taps.get(where)  # type: ignore[call-overload]
                 if fd is None:
                     continue
                 try:
-                    os.write(fd, data)
+                    if fd in self._vnet:
+                        os.writev(fd, (tso.PLAIN, data))
+                    else:
+                        os.write(fd, data)
                 except OSError as e:
                     self._error("tap-write", e)
 
@@ -133,7 +153,7 @@ class Dataplane:
         receive = self._receive_gro if self.features["gro"] else self._receive_one
         while not self._stopping:
             try:
-                select.select([sock, wake], [], [], 1.0)
+                select.select([sock, wake], [], [], 1.0)  # type: ignore[type-var]
             except (OSError, ValueError):
                 return
             self._drain(wake)
@@ -160,6 +180,9 @@ class Dataplane:
             data, anc, flags, addr = self.sock.recvmsg(_MAX_FRAME, gso.CMSG_SPACE)
         except BlockingIOError:
             return False
+        if flags & socket.MSG_TRUNC:
+            self._error("recv", OSError(errno.EMSGSIZE, "datagram truncated"))
+            return True
         size = gso.gro_size(anc) if anc else 0
         core = self.core
         src = addr[0]
@@ -191,18 +214,41 @@ class Dataplane:
                     self._drain(wake)
                     continue
                 port = by_fd[fd]
+                vnet = fd in self._vnet
                 for _ in range(_READ_BUDGET):
                     try:
-                        frame = os.read(fd, _MAX_FRAME)
+                        frame = os.read(fd, _MAX_READ)
                     except BlockingIOError:
                         break
                     except OSError as e:
                         self._error("tap-read", e)
                         break
+                    if vnet:
+                        self._from_vnet_tap(port, frame)
+                        continue
                     actions = core.from_port(port, frame)
                     if actions:
                         self._perform(actions)
             flush()
+
+    def _from_vnet_tap(self, port: int, data: bytes) -> None:
+        """A frame behind a virtio header: cut a TSO frame and finish checksums, then forward."""
+        core = self.core
+        head = data[:tso.VNET_LEN]
+        if head == tso.PLAIN:
+            actions = core.from_port(port, data[tso.VNET_LEN:])
+            if actions:
+                self._perform(actions)
+            return
+        try:
+            frames = tso.segment(head, data[tso.VNET_LEN:])
+        except (ValueError, IndexError) as e:
+            self._error("tso", OSError(errno.EPROTONOSUPPORT, str(e)))
+            return
+        for frame in frames:
+            actions = core.from_port(port, frame)
+            if actions:
+                self._perform(actions)
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:
