@@ -40,8 +40,9 @@ TCP_TIMEOUT_S = 3.2
 #: verdicts that do not fail the pair: a port that lets some probes through is open (the loss
 #: itself is the pmtu check's business, which tells size-dependent loss from plain loss)
 OK_VERDICTS = ("pass", "lossy")
-#: how long after the last send the receivers' probe logs are polled for stragglers
-WAIT_S = 1.0
+#: how long after the last send the receivers' probe logs are polled for stragglers (polling
+#: stops as soon as all arrived; on a fresh IPv6 link neighbour discovery alone takes ~1 s)
+WAIT_S = 3.0
 PER_HOST_PARALLEL = 8
 UDP_KINDS = ("vxlan", "udp")
 TCP_KINDS = ("raft", "ssh")
