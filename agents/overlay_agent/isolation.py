@@ -52,6 +52,13 @@ class IsolationOps:
             self.core.remove_network(net["vni"])
         return {"removed": True}
 
+    @rpc()
+    def neigh_flush(self, endpoint: str) -> Dict[str, Any]:
+        """Forget the endpoint's ARP entries: no unicast ARP re-probes start from it afterwards."""
+        ep = self._ep(endpoint)
+        netns.ip("neigh", "flush", "all", netns=ep.ns, check=False)
+        return {"endpoint": endpoint}
+
     @rpc(slow=True)
     def udp_send(self, endpoint: str, dst: str, port: int, payload: str, count: int = 1,
                  interval: float = 0.005) -> Dict[str, Any]:
