@@ -23,8 +23,10 @@ def table(results: List[CheckResult]) -> Table:
         d = r.details or {}
         if "counter_deltas" in d:
             delivered = "-"
-            moved = {k: v for k, v in (d.get("counter_deltas") or {}).items() if v}
-            leaks = ", ".join(f"{k}+{v}" for k, v in sorted(moved.items())) or "counters still"
+            rx, tx = d.get("silent_rx_packets", 0), d.get("silent_tx_packets", 0)
+            leaks = (f"received {rx} > sent {tx}" if rx > tx
+                     else f"none (own traffic: sent {tx}, received {rx})" if rx or tx
+                     else "none (counters still)")
         else:
             delivered = "yes" if d.get("delivered") else "no"
             leaks = ", ".join(d.get("leaks") or []) or "none"

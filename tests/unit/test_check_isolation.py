@@ -33,17 +33,23 @@ class Fabric:
     endpoints: Dict[Tuple[str, str], Tuple[int, str]] = field(default_factory=dict)
     networks: Dict[Tuple[str, str], int] = field(default_factory=dict)
     seen: Dict[Tuple[str, str], Dict[str, int]] = field(default_factory=dict)
-    counters: Dict[str, Dict[int, int]] = field(default_factory=dict)
+    #: host -> vni -> counter -> value
+    counters: Dict[str, Dict[int, Dict[str, int]]] = field(default_factory=dict)
     leak: Set[Tuple[int, int]] = field(default_factory=set)  # (from vni, to vni)
-    chatter_vni: Optional[int] = None  # a VNI whose counters move on their own
+    #: a VNI whose VTEPs count received datagrams nobody sent on it (what a leak looks like)
+    phantom_vni: Optional[int] = None
+    #: a VNI whose endpoints send background traffic of their own (sent and received on it)
+    chatter_vni: Optional[int] = None
     calls: List[str] = field(default_factory=list)
+
+    def count(self, host: str, vni: int, key: str) -> None:
+        row = self.counters.setdefault(host, {}).setdefault(vni, {})
+        row[key] = row.get(key, 0) + 1
 
     def deliver(self, to: Tuple[str, str], marker: str) -> None:
         self.seen.setdefault(to, {})
         self.seen[to][marker] = self.seen[to].get(marker, 0) + 1
-        vni = self.endpoints[to][0]
-        row = self.counters.setdefault(to[0], {})
-        row[vni] = row.get(vni, 0) + 1
+        self.count(to[0], self.endpoints[to][0], "rx_packets")
 
 
 class FakeClient:
@@ -67,16 +73,20 @@ class FakeClient:
         elif method == "capture_read":
             return {"markers": dict(f.seen.get((h, kw["endpoint"]), {}))}
         elif method == "counters":
+            if f.phantom_vni is not None:
+                f.count(h, f.phantom_vni, "rx_packets")
             if f.chatter_vni is not None:
-                row = f.counters.setdefault(h, {})
-                row[f.chatter_vni] = row.get(f.chatter_vni, 0) + 1
-            return {"vnis": {str(v): {"rx_packets": n} for v, n in f.counters.get(h, {}).items()}}
+                f.count(h, f.chatter_vni, "tx_packets")
+                f.count(h, f.chatter_vni, "tx_packets")
+                f.count(h, f.chatter_vni, "rx_packets")
+            return {"vnis": {str(v): dict(row) for v, row in f.counters.get(h, {}).items()}}
         elif method == "udp_send":
             vni, _ = f.endpoints[(h, kw["endpoint"])]
             marker = re.search(r":(.*);", kw["payload"]).group(1)  # type: ignore[union-attr]
             for key, (v, ip) in list(f.endpoints.items()):
                 if ip == kw["dst"] and (v == vni or (vni, v) in f.leak):
                     for _ in range(kw.get("count", 1)):
+                        f.count(h, vni, "tx_packets")
                         f.deliver(key, marker)
                     if v == vni:
                         f.deliver((h, kw["endpoint"]), marker)  # the echo
@@ -147,17 +157,29 @@ def test_leak_from_a_to_b_is_named_per_pair() -> None:
     assert r.outcome == "fail"
     assert r.details["leaks"] == ["h2/e0-iso"]
     assert "reached h2/e0-iso on VNI 4097" in r.message and "not isolated" in r.message
+    # Counted as sent on 4096 and received on 4097: 4097 received more than it sent.
     assert res["counters[vni=4097]"].outcome == "fail"
     assert "h2:rx_packets" in res["counters[vni=4097]"].message
+    assert "crossed from VNI 4096 to 4097" in res["counters[vni=4097]"].message
     # The other direction is clean.
     assert res["h1->h2[vni=4097]"].outcome == "pass"
     assert res["counters[vni=4096]"].outcome == "pass"
 
 
-def test_counters_moving_on_their_own_fail_the_counter_result_only() -> None:
-    res = run_check(Fabric(chatter_vni=4097))
+def test_datagrams_appearing_on_a_silent_vni_fail_the_counter_result() -> None:
+    res = run_check(Fabric(phantom_vni=4097))
     assert res["counters[vni=4097]"].outcome == "fail"
+    assert res["counters[vni=4097]"].details["silent_rx_packets"] > 0
+    assert res["counters[vni=4097]"].details["silent_tx_packets"] == 0
     assert res["h1->h2[vni=4096]"].outcome == "pass"
+
+
+def test_background_traffic_of_the_silent_vni_itself_is_allowed_and_named() -> None:
+    res = run_check(Fabric(chatter_vni=4096))
+    r = res["counters[vni=4096]"]
+    assert r.outcome == "pass", r.message
+    assert "background traffic" in r.message
+    assert 0 < r.details["silent_rx_packets"] < r.details["silent_tx_packets"]
 
 
 def test_dead_host_makes_errors_for_its_pairs() -> None:
