@@ -18,7 +18,7 @@ def test_evidence_path_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester
     assert "Traceback" not in result.stderr.str()
 
 
-def test_audit_collects_ports_first_and_isolation_last(pytester: pytest.Pytester) -> None:
+def test_audit_collects_ports_first_and_isolation_after_reachability(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_mine="def test_mine():\n    pass\n")
     result = pytester.runpytest("--overlay-local=3", "--overlay-audit", "--collect-only", "-q",
                                 "test_mine.py")
@@ -26,7 +26,9 @@ def test_audit_collects_ports_first_and_isolation_last(pytester: pytest.Pytester
     checks = [ln.split("::")[1] if ln.startswith("overlay-audit") else "user" for ln in lines]
     assert checks[:6] == ["ports"] * 6  # before the user's tests: no overlay traffic yet
     assert checks[6] == "user"
-    assert checks[-14:] == ["isolation"] * 14
+    assert checks.count("isolation") == 14
+    last_reach = max(i for i, c in enumerate(checks) if c == "reachability")
+    assert min(i for i, c in enumerate(checks) if c == "isolation") > last_reach
     assert "overlay-audit::ports::h3->h2" in lines
     assert "overlay-audit::isolation::h1->h2[vni=4097]" in lines
     assert "overlay-audit::isolation::counters[vni=4096]" in lines
