@@ -6,7 +6,7 @@ Per ordered host pair, before any overlay traffic:
   VNI 0, see ``overlay_agent/core/probelog.py``); the receiving VTEP logs each probe id;
 * ``udp``: random-payload UDP to the same port (some middleboxes drop VXLAN by content but pass
   other UDP, and the other way round);
-* ``raft``: a TCP handshake to the control plane's port (:data:`RAFT_PORT`, or the plan's
+* ``raft``: a TCP handshake to the control plane's port (:data:`RAFT_PORT`, or the run's
   ``raft_port`` when it has one);
 * ``ssh``: a TCP handshake to :data:`SSH_PORT` (or the plan's ``ssh_port``).
 
@@ -49,9 +49,17 @@ TCP_KINDS = ("raft", "ssh")
 KINDS = UDP_KINDS + TCP_KINDS
 
 
-def tcp_ports(plan: RunPlan) -> Dict[str, int]:
-    return {"raft": int(getattr(plan, "raft_port", RAFT_PORT) or RAFT_PORT),
-            "ssh": int(getattr(plan, "ssh_port", SSH_PORT) or SSH_PORT)}
+def tcp_ports(plan: RunPlan, session: Any = None) -> Dict[str, int]:
+    """The TCP ports to probe: the run's Raft port (``session.raft_port``, set from
+    ``--overlay-raft-port``, or ``plan.raft_port``) else :data:`RAFT_PORT`; SSH likewise."""
+    def pick(name: str, default: int) -> int:
+        for owner in (session, plan):
+            value = getattr(owner, name, None)
+            if isinstance(value, int) and 0 < value < 65536:
+                return value
+        return default
+
+    return {"raft": pick("raft_port", RAFT_PORT), "ssh": pick("ssh_port", SSH_PORT)}
 
 
 def host_pairs(plan: RunPlan) -> List[Tuple[HostPlan, HostPlan]]:
@@ -166,7 +174,7 @@ async def _collect(session: OverlaySession, want: Dict[str, List[str]],
 
 async def run(session: OverlaySession) -> List[CheckResult]:
     plan = session.plan
-    ports = tcp_ports(plan)
+    ports = tcp_ports(plan, session)
     pairs = host_pairs(plan)
     started = time.monotonic()
     live = [h.name for h in plan.hosts if session.hosts[h.name].ok]

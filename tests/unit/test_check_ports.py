@@ -77,6 +77,11 @@ def test_test_ids_are_ordered_host_pairs() -> None:
     assert ports.test_ids(plan) == ["a->b", "a->c", "b->a", "b->c", "c->a", "c->b"]
     assert ports.tcp_ports(plan) == {"raft": ports.RAFT_PORT, "ssh": 22}
 
+    class Session:
+        raft_port = 8300
+
+    assert ports.tcp_ports(plan, Session()) == {"raft": 8300, "ssh": 22}
+
 
 def test_table_puts_failures_first_and_marks_asymmetry() -> None:
     from pytest_overlay.models import CheckResult, Report
