@@ -1,6 +1,7 @@
 """``pytest-overlay`` command: small utilities around the plugin.
 
   pytest-overlay schema            print the JSON report's schema (docs/report-schema.json)
+  pytest-overlay inventory-schema  print the inventory's schema (docs/inventory-schema.json)
   pytest-overlay cleanup [PREFIX]  remove what a killed run left behind (namespaces, processes,
                                    temp files), for one prefix or every ``ov??????`` run
   pytest-overlay leftovers         list such leftovers without removing them
@@ -63,6 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-overlay")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("schema", help="print the JSON report schema")
+    sub.add_parser("inventory-schema", help="print the inventory schema")
     c = sub.add_parser("cleanup", help="remove leftovers of killed runs")
     c.add_argument("prefix", nargs="?")
     sub.add_parser("leftovers", help="list leftovers of killed runs")
@@ -73,6 +75,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         from pytest_overlay.report import report_schema
 
         json.dump(report_schema(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if args.cmd == "inventory-schema":
+        from pytest_overlay.inventory import inventory_schema
+
+        json.dump(inventory_schema(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if args.cmd == "agent-digest":

@@ -134,6 +134,8 @@ class HostReport(_Model):
     agent_version: Optional[str] = None
     capabilities: Dict[str, Any] = Field(default_factory=dict)
     counters: Dict[str, Any] = Field(default_factory=dict)
+    ssh: Dict[str, Any] = Field(default_factory=dict, description=(
+        "remote mode: address, host_key (known | accepted-new), its fingerprint, jump, sudo"))
 
 
 class Report(_Model):

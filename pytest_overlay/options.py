@@ -35,6 +35,11 @@ def _prefix(config: pytest.Config) -> str | None:
 
 
 def run_from_options(config: pytest.Config) -> OverlayRun:
+    hosts = config.getoption("overlay_hosts")
+    if hosts is not None:
+        from pytest_overlay.options_ssh import ssh_run
+
+        return ssh_run(config, hosts, _prefix(config))
     local = str(config.getoption("overlay_local"))
     network = _network(config)
     prefix = _prefix(config)

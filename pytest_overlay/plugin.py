@@ -17,6 +17,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("overlay", "overlay network (VXLAN) tests")
     g.addoption("--overlay-local", metavar="N",
                 help="build N hosts (2..250) as network namespaces on one machine (needs root)")
+    g.addoption("--overlay-hosts", metavar="FILE",
+                help="real hosts over SSH, from an inventory file (see examples/inventory.yaml)")
+    g.addoption("--overlay-accept-new-hostkeys", action="store_true",
+                help="accept and record host keys not yet in known_hosts (changed keys are "
+                     "always refused); the report lists every key accepted so")
+    g.addoption("--overlay-ssh-netns", metavar="NAME",
+                help="open the SSH connections inside local network namespace NAME (labs)")
     g.addoption("--overlay-audit", action="store_true",
                 help="run the built-in audit (reachability of every endpoint pair); "
                      "with no test paths given, only the audit runs")
@@ -35,9 +42,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("overlay_local") is None:
+    if config.getoption("overlay_local") is None and config.getoption("overlay_hosts") is None:
         if config.getoption("overlay_audit"):
-            raise pytest.UsageError("--overlay-audit needs hosts: give --overlay-local=N")
+            raise pytest.UsageError("--overlay-audit needs hosts: give --overlay-local=N "
+                                    "or --overlay-hosts=FILE")
         return
     from pytest_overlay.evidence import directory_from_option
     from pytest_overlay.options import run_from_options
@@ -92,7 +100,7 @@ class OverlayPlugin:
 
     @pytest.fixture(scope="session")
     def overlay(self) -> Any:
-        """Name: overlay / Scope: session / Depends: --overlay-local.
+        """Name: overlay / Scope: session / Depends: --overlay-local or --overlay-hosts.
 
         The running overlay (:class:`~pytest_overlay.runner.OverlayRun`), started on first use.
         """

@@ -48,6 +48,9 @@ class OverlayRun:
         self._lab: Optional[NetLab] = None
         self._workdir: Optional[Path] = None
         self._keeper: Any = None
+        self._transport: Any = None
+        self.inventory: Any = None
+        self.ssh_options: Dict[str, Any] = {}
         #: ``--overlay-evidence``: where failing pairs' evidence goes (None: not collected)
         self.evidence_dir: Optional[Path] = None
         self._started = False
@@ -62,6 +65,15 @@ class OverlayRun:
         plan = RunPlan(hosts=hosts, networks=[network],
                        endpoints=one_endpoint_per_host(hosts, network))
         return cls(plan, "local", prefix=prefix, topology=topology)
+
+    @classmethod
+    def from_inventory(cls, inventory: Any, prefix: Optional[str] = None, accept_new: bool = False,
+                       netns: Optional[str] = None) -> OverlayRun:
+        """Remote mode: the hosts of an :class:`~pytest_overlay.inventory.Inventory`, over SSH."""
+        run = cls(inventory.to_plan(), "ssh", prefix=prefix)
+        run.inventory = inventory
+        run.ssh_options = {"accept_new": accept_new, "netns": netns}
+        return run
 
     def test_ids(self, check: str) -> List[str]:
         return list(checks.get(check).test_ids(self.plan))
@@ -104,6 +116,14 @@ class OverlayRun:
 
             async def starter(host: HostPlan) -> Any:
                 return await transport.start(host.name, host_ns[host.name])
+        elif self.mode == "ssh":
+            from pytest_overlay.transport.ssh import SshTransport
+
+            ssh = SshTransport(pyz, self.prefix, self.inventory, **self.ssh_options)
+            self._transport = ssh
+
+            async def starter(host: HostPlan) -> Any:
+                return await ssh.start(host.name)
         else:
             raise OverlayError(f"mode {self.mode!r} is not available yet")
         self._session = OverlaySession(self.plan, self.prefix, starter)
@@ -167,6 +187,11 @@ class OverlayRun:
                         pass
                     try:
                         self._loop.run(self._session.close(), timeout=20)
+                    except BaseException:
+                        pass
+                if self._transport is not None and self._loop is not None:
+                    try:
+                        self._loop.run(self._transport.close(), timeout=10)
                     except BaseException:
                         pass
             finally:

@@ -45,6 +45,7 @@ class HostState:
     hello: Dict[str, Any] = field(default_factory=dict)
     vtep: Optional[List[Any]] = None
     counters: Dict[str, Any] = field(default_factory=dict)
+    missing: List[str] = field(default_factory=list)  # capabilities: its checks are skipped
 
     @property
     def ok(self) -> bool:
@@ -65,6 +66,7 @@ class HostState:
             status="ok" if self.status == "ok" else ("error" if self.error else "not-started"),
             error=self.error, agent_version=self.hello.get("agent_version"),
             capabilities=self.hello.get("capabilities", {}), counters=self.counters,
+            ssh=dict(getattr(self.handle, "info", None) or {}),
         )
 
 
@@ -100,6 +102,7 @@ class OverlaySession:
             caps = st.hello.get("capabilities", {})
             missing = [k for k in ("root", "tun", "iproute2") if not caps.get(k)]
             if missing:
+                st.missing = missing
                 st.fail(f"missing capabilities: {', '.join(missing)} (the VTEP needs root, "
                         "/dev/net/tun and iproute2)")
                 return
@@ -109,7 +112,7 @@ class OverlaySession:
             st.vtep = res["vtep"]
             st.status = "ok"
         except OverlayError as e:
-            st.fail(e.message)
+            st.fail(f"{e.message}; fix: {e.hint}" if e.hint else e.message)
         except Exception as e:
             st.fail(f"{type(e).__name__}: {e}")
 

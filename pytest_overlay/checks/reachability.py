@@ -64,7 +64,7 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
     for host in (src.host, dst.host):
         st = session.hosts[host]
         if not st.ok:
-            return CheckResult(**base, outcome="error",
+            return CheckResult(**base, outcome="skip" if st.missing else "error",
                                message=f"host {host} is not available: {st.error or 'agent down'}")
     client = session.client(src.host)
     async with limit:

@@ -45,9 +45,15 @@ def _hosts_table(report: Report) -> Table:
             h.name, h.underlay, h.transport,
             Text(h.status, style="green" if h.status == "ok" else "bold red"),
             h.agent_version or "-", str(h.capabilities.get("python", "-")),
-            str(drops), h.error or "",
+            str(drops), h.error or _ssh_note(h.ssh),
         )
     return t
+
+
+def _ssh_note(ssh: Dict[str, Any]) -> str:
+    if ssh.get("host_key") == "accepted-new":
+        return "NEW host key accepted"
+    return ""
 
 
 def _failures(results: List[CheckResult]) -> Table:
@@ -74,6 +80,11 @@ def render(report: Report, width: int = 100, color: bool = False) -> str:
                       color_system="standard" if color else None, highlight=False,
                       soft_wrap=False, emoji=False)
     console.print(_hosts_table(report))
+    for h in report.hosts:
+        if h.ssh.get("host_key") == "accepted-new":
+            console.print(f"host {h.name}: new host key {h.ssh.get('host_key_fingerprint')} accepted "
+                          "and added to known_hosts (--overlay-accept-new-hostkeys)",
+                          style="yellow", overflow="fold")
     for section in _sections():
         for renderable in section(report):
             console.print(renderable)

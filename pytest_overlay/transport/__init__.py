@@ -14,6 +14,7 @@ from pytest_overlay.rpc import AgentClient
 
 TRANSPORTS = {
     "netns": "pytest_overlay.transport.netns:NetnsTransport",
+    "ssh": "pytest_overlay.transport.ssh:SshTransport",
 }
 
 
