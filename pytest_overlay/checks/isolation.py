@@ -265,7 +265,10 @@ async def run(session: OverlaySession) -> List[CheckResult]:
             if down or error is not None or vni not in markers:
                 why = (f"host {down[0]} is not available: {session.hosts[down[0]].error}"
                        if down else f"the isolation check could not run: {error}")
-                results.append(CheckResult(**head, outcome="error", message=why, duration_ms=ms))
+                # A host lacking a capability skips its pairs; any other trouble is an error.
+                skip = bool(down) and bool(getattr(session.hosts[down[0]], "missing", None))
+                results.append(CheckResult(**head, outcome="skip" if skip else "error",
+                                           message=why, duration_ms=ms))
                 continue
             marker = markers[vni].get((a.label, b.label), "")
             dst_ep = on_vni[vni][b.label]

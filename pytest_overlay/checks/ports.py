@@ -233,7 +233,10 @@ async def run(session: OverlaySession) -> List[CheckResult]:
         if down or o is None or isinstance(o, BaseException):
             why = (f"host {down[0]} is not available: {session.hosts[down[0]].error or 'agent down'}"
                    if down else (o.message if isinstance(o, OverlayError) else f"probe failed: {o}"))
-            results.append(CheckResult(**base, outcome="error", message=why, duration_ms=elapsed))
+            # A host lacking a capability skips its pairs; any other trouble is an error.
+            skip = bool(down) and bool(getattr(session.hosts[down[0]], "missing", None))
+            results.append(CheckResult(**base, outcome="skip" if skip else "error", message=why,
+                                       duration_ms=elapsed))
             continue
         probes = per_pair[(a.name, b.name)]
         outcome, message, asym = judge(a.name, b.name, probes, per_pair.get((b.name, a.name)))

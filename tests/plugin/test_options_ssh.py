@@ -43,7 +43,8 @@ def test_missing_inventory_and_both_modes(pytester: pytest.Pytester) -> None:
 def test_collect_only_lists_pairs_of_every_network(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(f"--overlay-hosts={EXAMPLE}", "--overlay-audit",
                                 "--collect-only", "-q")
-    ids = [ln for ln in result.stdout.str().splitlines() if ln.startswith("overlay-audit::")]
+    ids = [ln for ln in result.stdout.str().splitlines()
+           if ln.startswith("overlay-audit::reachability::")]
     assert len(ids) == 12
     assert "overlay-audit::reachability::web1->db1[vni=4096]" in ids
     assert "overlay-audit::reachability::web1/e1->db1/e1[vni=4097]" in ids
