@@ -44,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "authenticated; default) or static (pushed by the controller)")
     g.addoption("--overlay-raft-port", type=int, default=7946, metavar="PORT",
                 help="TCP port of the agents' Raft on their underlay address (7946)")
+    g.addoption("--overlay-evidence", metavar="DIR",
+                help="save, per failing pair, what explains it (routes and cached path MTU, "
+                     "interface MTUs, counters, firewall rules, an underlay capture) into DIR")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,12 +55,15 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--overlay-audit needs hosts: give --overlay-local=N "
                                     "or --overlay-hosts=FILE")
         return
+    from pytest_overlay.evidence import directory_from_option
     from pytest_overlay.options import run_from_options
 
     try:
+        evidence_dir = directory_from_option(config.getoption("overlay_evidence"))
         run = run_from_options(config)
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
+    run.evidence_dir = evidence_dir
     plugin = OverlayPlugin(config, run)
     config.stash[_KEY] = plugin
     config.pluginmanager.register(plugin, "overlay-run")
@@ -91,10 +97,14 @@ class OverlayPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, items: List[pytest.Item]) -> None:
         if self.audit:
-            from pytest_overlay.checks import AUDIT
+            from pytest_overlay.checks import AUDIT, BEFORE_TESTS
             from pytest_overlay.items import audit_items
 
-            items.extend(audit_items(session, self.run, AUDIT))
+            audit = audit_items(session, self.run, AUDIT)
+            # The underlay comes before any overlay traffic, the user's tests included.
+            first = [i for i in audit if getattr(i, "check", None) in BEFORE_TESTS]
+            items[:0] = first
+            items.extend(i for i in audit if i not in first)
 
     @pytest.fixture(scope="session")
     def overlay(self) -> Any:

@@ -53,6 +53,8 @@ class OverlayRun:
         self._transport: Any = None
         self.inventory: Any = None
         self.ssh_options: Dict[str, Any] = {}
+        #: ``--overlay-evidence``: where failing pairs' evidence goes (None: not collected)
+        self.evidence_dir: Optional[Path] = None
         self._started = False
         self._finished = False
         self._lock = threading.Lock()
@@ -131,6 +133,10 @@ class OverlayRun:
         self._session = OverlaySession(self.plan, self.prefix, starter,
                                        control_plane=self.control_plane)
         self._session.raft_port = self.raft_port
+        if self.evidence_dir is not None:
+            from pytest_overlay import evidence
+
+            evidence.attach(self._session, self.evidence_dir)
         self._loop.run(self._session.start(), timeout=120)
         for k, v in self._session.timings.items():
             self.timings[k] = round(v, 3)

@@ -12,12 +12,16 @@ from typing import Any, Dict, List, Optional
 
 from overlay_agent import PROTOCOL_VERSION, __version__
 from overlay_agent.controlplane import ControlPlaneMixin
+from overlay_agent.core.probelog import PROBE_VNI
 from overlay_agent.core.vtep import VtepCore
+from overlay_agent.evidence import EvidenceOps
 from overlay_agent.io import netns, probes
 from overlay_agent.io.dataplane import Dataplane
 from overlay_agent.io.tap import open_tap
+from overlay_agent.isolation import IsolationOps
 from overlay_agent.methods import rpc
 from overlay_agent.pmtu_methods import PmtuMethods
+from overlay_agent.portaudit import PortAudit
 from overlay_agent.wire.ethernet import mac_to_bytes
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -70,7 +74,7 @@ def _in_proc_modules(name: str) -> bool:
         return False
 
 
-class Agent(ControlPlaneMixin, PmtuMethods):
+class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, IsolationOps, EvidenceOps):
     """Everything one agent made on its host, and how to take it all away again."""
 
     def __init__(self) -> None:
@@ -109,6 +113,9 @@ class Agent(ControlPlaneMixin, PmtuMethods):
     def create_network(self, name: str, vni: int, subnet: str, mtu: int = 1450) -> Dict[str, Any]:
         if not 0 <= vni <= 0xFFFFFF:
             raise AgentError(f"VNI {vni} is outside 0..16777215", "invalid")
+        if vni == PROBE_VNI:
+            raise AgentError(f"VNI {vni} is reserved for underlay port probes: use 1..16777215",
+                             "invalid")
         net = ipaddress.ip_network(subnet)
         old = self.networks.get(name)
         if old is not None and (old["vni"], old["subnet"], old["mtu"]) != (vni, str(net), mtu):

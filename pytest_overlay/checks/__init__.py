@@ -13,14 +13,18 @@ from types import ModuleType
 from typing import Dict, List
 
 CHECKS: Dict[str, str] = {
+    "ports": "pytest_overlay.checks.ports",
     "reachability": "pytest_overlay.checks.reachability",
     "control-plane": "pytest_overlay.checks.control_plane",
     "pmtu": "pytest_overlay.checks.pmtu",
     "overhead": "pytest_overlay.checks.overhead",
     "mtu": "pytest_overlay.checks.mtu",
+    "isolation": "pytest_overlay.checks.isolation",
 }
 
-AUDIT: List[str] = ["pmtu", "overhead", "control-plane", "reachability", "mtu"]
+AUDIT: List[str] = ["ports", "pmtu", "overhead", "control-plane", "reachability", "isolation", "mtu"]
+#: audit checks that run before the user's own tests (the underlay, before any overlay traffic)
+BEFORE_TESTS: List[str] = ["ports"]
 
 
 def get(name: str) -> ModuleType:

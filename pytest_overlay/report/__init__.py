@@ -63,15 +63,23 @@ def _failures(results: List[CheckResult]) -> Table:
     t.add_column("outcome")
     t.add_column("why", overflow="fold")
     for r in results:
-        t.add_row(r.check, r.test_id, Text(r.outcome, style=STYLE[r.outcome]), r.message)
+        t.add_row(r.check, Text(r.test_id), Text(r.outcome, style=STYLE[r.outcome]), Text(r.message))
     return t
 
 
 def _sections() -> List[Callable[[Report], List[Any]]]:
-    from pytest_overlay.report import control_plane, mtu, overhead, pmtu, reachability
+    from pytest_overlay.report import (
+        control_plane,
+        isolation,
+        mtu,
+        overhead,
+        pmtu,
+        ports,
+        reachability,
+    )
 
-    return [pmtu.section, overhead.section, control_plane.section, reachability.section,
-            mtu.section]
+    return [ports.section, pmtu.section, overhead.section, control_plane.section,
+            reachability.section, isolation.section, mtu.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from overlay_agent.core.probelog import PROBE_VNI, ProbeLog
 from overlay_agent.wire.vxlan import FLAG_I, HEADER_LEN
 
 SEND = 0
@@ -100,6 +101,8 @@ class VtepCore:
         self.members: FrozenSet[str] = frozenset()
         self.rx = Counters(RX_KEYS)
         self.tx = Counters(TX_KEYS)
+        #: underlay port probes that arrived from member VTEPs (see core/probelog.py)
+        self.probes = ProbeLog()
         # The configuration the VniStates are built from (control side only).
         self._networks: Dict[int, Dict[str, object]] = {}
 
@@ -245,12 +248,16 @@ class VtepCore:
             self.rx.drop(DROP_SHORT)
             return []
         if not datagram[0] & FLAG_I:
-            self.rx.drop(DROP_NO_I_FLAG)
+            # Not VXLAN; from a member it may be a random-payload port probe (logged, not sent on).
+            if not self.probes.offer(src_ip, datagram):
+                self.rx.drop(DROP_NO_I_FLAG)
             return []
         vni = _VNI.unpack_from(datagram, 4)[0] >> 8
         state = self.vnis.get(vni)
         if state is None:
-            self.rx.drop(DROP_UNKNOWN_VNI)
+            # The probe VNI is never a network: a VXLAN port probe is logged, never delivered.
+            if vni != PROBE_VNI or not self.probes.offer(src_ip, datagram):
+                self.rx.drop(DROP_UNKNOWN_VNI)
             return []
         frame = datagram[HEADER_LEN:]
         if len(frame) < _MIN_FRAME:

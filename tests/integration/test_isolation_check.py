@@ -1,0 +1,45 @@
+"""The isolation check on a real lab: overlapping subnets on two VNIs, then everything removed."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from pytest_overlay.checks import isolation
+from pytest_overlay.lab.topology import LabTopology
+from pytest_overlay.models import NetworkSpec
+from pytest_overlay.naming import namespaces, new_prefix
+from pytest_overlay.runner import OverlayRun
+from tests.conftest import needs_root
+
+pytestmark = needs_root
+
+
+@pytest.fixture
+def run() -> Iterator[OverlayRun]:
+    r = OverlayRun.local(LabTopology.flat(3), NetworkSpec(), prefix=new_prefix())
+    try:
+        yield r
+    finally:
+        r.teardown()
+        assert not namespaces(r.prefix)
+
+
+def test_isolation_check_passes_and_removes_its_network(run: OverlayRun) -> None:
+    res = run.check("isolation")
+    assert sorted(res) == sorted(isolation.test_ids(run.plan))
+    assert {r.outcome for r in res.values()} == {"pass"}, [r.message for r in res.values()]
+    pair = res["h1->h2[vni=4097]"]
+    assert pair.details["delivered"] is True and pair.details["leaks"] == []
+    assert pair.details["dst_ip"] == "10.10.0.3"  # the same address as h2's endpoint on 4096
+    counters = res["counters[vni=4097]"].details
+    assert counters["busy_vni"] == 4096 and counters["busy_rx_packets"] >= 6 * isolation.MARKS
+    assert set(counters["counter_deltas"].values()) == {0}
+    # The mirror endpoints are gone, the first network still works.
+    assert not [n for n in namespaces(run.prefix) if n.endswith("-iso")]
+    reach = run.check("reachability")
+    assert {r.outcome for r in reach.values()} == {"pass"}
+    # Captures were closed with the endpoints; a second capture_read has nothing to read.
+    with pytest.raises(Exception, match="no capture running"):
+        run.call("h1", "capture_read", endpoint="e0")

@@ -1,0 +1,98 @@
+"""The port audit's verdicts and messages (pure functions; the lab test drives the real thing)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import pytest
+
+from pytest_overlay.checks import ports
+from pytest_overlay.models import HostPlan, NetworkSpec, RunPlan
+from pytest_overlay.report import ports as ports_report
+from pytest_overlay.report import render
+
+
+def probes(**verdicts: str) -> Dict[str, Dict[str, Any]]:
+    out: Dict[str, Dict[str, Any]] = {}
+    for kind in ports.KINDS:
+        v = verdicts.get(kind, "pass")
+        if kind in ports.UDP_KINDS:
+            got = {"pass": 3, "lossy": 1}.get(v, 0)
+            out[kind] = {"port": 4789, "sent": 3, "received": got, "verdict": v}
+        else:
+            out[kind] = {"port": 7946 if kind == "raft" else 22, "verdict": v}
+    return out
+
+
+@pytest.mark.parametrize("sent,got,verdict", [(3, 3, "pass"), (3, 2, "lossy"), (3, 0, "blocked"),
+                                              (0, 0, "error"), (3, 4, "pass")])
+def test_udp_verdict(sent: int, got: int, verdict: str) -> None:
+    assert ports.udp_verdict(sent, got) == verdict
+
+
+@pytest.mark.parametrize("state,listener,verdict", [
+    ("open", "ours", "pass"), ("refused", "ours", "rejected"), ("refused", "in-use", "rejected"),
+    ("refused", "error: Permission denied", "closed"), ("refused", None, "closed"),
+    ("timeout", "ours", "filtered"), ("unreachable", "ours", "unreachable"), ("error", None, "error"),
+])
+def test_tcp_verdict(state: str, listener: Any, verdict: str) -> None:
+    assert ports.tcp_verdict(state, listener) == verdict
+
+
+def test_all_pass() -> None:
+    assert ports.judge("h1", "h2", probes(), probes())[0] == "pass"
+
+
+def test_vxlan_eaten_other_udp_passes_asymmetric() -> None:
+    out, msg, asym = ports.judge("h1", "h2", probes(vxlan="blocked"), probes())
+    assert out == "fail" and asym == ["vxlan"]
+    assert msg.startswith("h1->h2: VXLAN 4789/udp blocked (0 of 3 probes arrived)")
+    assert "asymmetric: h2->h1 passes" in msg and "drops VXLAN by content" in msg
+
+
+def test_symmetric_failure_is_not_called_asymmetric() -> None:
+    out, msg, asym = ports.judge("h1", "h2", probes(raft="filtered"), probes(raft="filtered"))
+    assert out == "fail" and asym == [] and "asymmetric" not in msg
+    assert "Raft 7946/tcp filtered" in msg
+
+
+def test_lossy_port_is_open_and_the_loss_is_named() -> None:
+    out, msg, asym = ports.judge("h1", "h2", probes(vxlan="lossy"), probes())
+    assert out == "pass" and asym == []
+    assert "VXLAN 4789/udp lossy (1 of 3 probes arrived)" in msg
+    out, msg, _ = ports.judge("h1", "h2", probes(vxlan="lossy", ssh="filtered"), probes())
+    assert out == "fail" and "SSH 22/tcp filtered" in msg and "lossy" in msg
+    # A lossy reverse direction still makes a blocked one asymmetric.
+    assert ports.judge("h1", "h2", probes(udp="blocked"), probes(udp="lossy"))[2] == ["udp"]
+
+
+def test_udp_blocked_but_vxlan_passes_is_explained() -> None:
+    _, msg, _ = ports.judge("h1", "h2", probes(udp="blocked"), None)
+    assert "admits only VXLAN" in msg
+
+
+def test_test_ids_are_ordered_host_pairs() -> None:
+    hosts = [HostPlan(name=n, underlay=f"198.18.0.{i}") for i, n in enumerate(("a", "b", "c"), 1)]
+    plan = RunPlan(hosts=hosts, networks=[NetworkSpec()], endpoints=[])
+    assert ports.test_ids(plan) == ["a->b", "a->c", "b->a", "b->c", "c->a", "c->b"]
+    assert ports.tcp_ports(plan) == {"raft": ports.RAFT_PORT, "ssh": 22}
+
+    class Session:
+        raft_port = 8300
+
+    assert ports.tcp_ports(plan, Session()) == {"raft": 8300, "ssh": 22}
+
+
+def test_table_puts_failures_first_and_marks_asymmetry() -> None:
+    from pytest_overlay.models import CheckResult, Report
+
+    ok = CheckResult(check="ports", src="a", dst="b", outcome="pass",
+                     details={"probes": probes(), "asymmetric": []})
+    bad = CheckResult(check="ports", src="b", dst="a", outcome="fail", message="x",
+                      details={"probes": probes(vxlan="blocked"), "asymmetric": ["vxlan"]})
+    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="",
+                    finished_at="", hosts=[], networks=[], results=[ok, bad], summary={})
+    text = render(report, width=140)
+    assert "Underlay ports" in text and "blocked 0/3 (asym)" in text
+    assert text.index("blocked 0/3") < text.index("│ a   │ b ")
+    assert ports_report.section(report)
