@@ -54,14 +54,17 @@ Listing = Tuple[Dict[str, Dict[str, Any]], Dict[str, Set[str]]]
 
 
 def looks_like_ansible(path: Path, text: str) -> bool:
-    """Our inventory is a mapping whose ``hosts`` is a list; anything else is Ansible's."""
+    """Our inventory is a YAML mapping whose ``hosts`` is a list; Ansible's is INI, or YAML
+    whose top level is groups. A ``.yaml`` file that does not parse is left to our loader,
+    whose error names the line."""
+    yaml_suffix = path.suffix.lower() in (".yaml", ".yml", ".json")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
-        return True  # INI (``[group]`` lines) is no YAML mapping
+        return not yaml_suffix
     if isinstance(data, dict):
         return not isinstance(data.get("hosts"), list)
-    return path.suffix.lower() in ("", ".ini", ".cfg", ".hosts") or isinstance(data, str)
+    return not yaml_suffix
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -41,9 +41,10 @@ def test_ids(plan: RunPlan) -> List[str]:
     return reachability.test_ids(plan)
 
 
-async def _passes(client: Any, ep: EndpointPlan, dst: str, size: int) -> bool:
-    r = await client.call("ping", endpoint=ep.name, dst=dst, count=2, size=size - ICMP_IP,
-                          timeout=0.4, interval=0.0, dont_fragment=True)
+async def _passes(client: Any, ep: EndpointPlan, dst: str, size: int, patient: bool = False) -> bool:
+    r = await client.call("ping", endpoint=ep.name, dst=dst, count=3 if patient else 2,
+                          size=size - ICMP_IP, timeout=1.0 if patient else 0.4,
+                          interval=0.05 if patient else 0.0, dont_fragment=True)
     return int(r.get("received", 0)) > 0
 
 
@@ -68,6 +69,20 @@ async def largest_inner(client: Any, ep: EndpointPlan, dst: str, mtu: int,
             break
         step = max(1, (hi - lo) // (ROUND_WIDTH + 1))
         sizes = list(range(lo + step, hi, step))[:ROUND_WIDTH]
+    # The boundary decides the figure: a size that failed once may have met plain loss on a
+    # busy path, so the first size above the largest one that passed is asked again, patiently.
+    while lo and lo + 1 == hi and hi <= mtu and rounds < 12:
+        rounds += 1
+        if not await _passes(client, ep, dst, hi, patient=True):
+            break
+        lo, hi = hi, mtu + 1
+        while lo + 1 < hi:  # then on upward, one size at a time is rare: loss was at the edge
+            mid = (lo + hi) // 2
+            rounds += 1
+            if await _passes(client, ep, dst, mid, patient=True):
+                lo = mid
+            else:
+                hi = mid
     return (lo or None), rounds
 
 
