@@ -68,8 +68,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     c = sub.add_parser("cleanup", help="remove leftovers of killed runs")
     c.add_argument("prefix", nargs="?")
     sub.add_parser("leftovers", help="list leftovers of killed runs")
-    sub.add_parser("agent-digest",
-                   help="SHA-256 of the agent archive this controller deploys (for allow-lists)")
+    d = sub.add_parser("agent-digest",
+                       help="SHA-256 of the agent archive this controller deploys (for allow-lists)")
+    d.add_argument("--control-plane", choices=["raft", "static"], default="raft",
+                   help="the run's --overlay-control-plane (raft bundles pysyncobj)")
     args = parser.parse_args(argv)
     if args.cmd == "schema":
         from pytest_overlay.report import report_schema
@@ -84,9 +86,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write("\n")
         return 0
     if args.cmd == "agent-digest":
-        from pytest_overlay.deploy import agent_digest
+        from pytest_overlay.deploy import agent_digest, bundle_for
 
-        sys.stdout.write(agent_digest() + "\n")
+        sys.stdout.write(agent_digest(bundle_for(args.control_plane)) + "\n")
         return 0
     prefix = getattr(args, "prefix", None)
     if prefix:

@@ -34,6 +34,11 @@ def _package_files(name: str) -> List[Tuple[str, Path]]:
     return out
 
 
+def bundle_for(control_plane: str) -> List[str]:
+    """What the agent needs beyond the stdlib: pysyncobj for the Raft control plane."""
+    return ["pysyncobj"] if control_plane == "raft" else []
+
+
 def agent_archive(bundle: Iterable[str] = ()) -> bytes:
     """The bytes of ``agent.pyz``: ``__main__.py`` + the agent package + ``bundle`` packages."""
     files = _package_files(overlay_agent.__name__)

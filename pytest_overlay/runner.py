@@ -98,14 +98,13 @@ class OverlayRun:
             self.timings["setup_s"] = round(time.monotonic() - t0, 3)
 
     def _start(self) -> None:
-        from pytest_overlay.deploy import build_agent
+        from pytest_overlay.deploy import build_agent, bundle_for
         from pytest_overlay.lab import keeper
 
         # First the watchdog: whatever happens to this process from here on, it cleans up.
         self._keeper = keeper.start(self.prefix)
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
-        pyz = build_agent(self._workdir,
-                          bundle=["pysyncobj"] if self.control_plane == "raft" else [])
+        pyz = build_agent(self._workdir, bundle=bundle_for(self.control_plane))
         self._loop = LoopThread()
         starter: Callable[..., Any]
         if self.mode == "local":
