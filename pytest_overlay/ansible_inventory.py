@@ -29,6 +29,7 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -68,8 +69,17 @@ def looks_like_ansible(path: Path, text: str) -> bool:
 
 
 # -- reading ---------------------------------------------------------------------------------
+def ansible_tool(name: str) -> Optional[str]:
+    """An Ansible command on PATH, or beside this Python (a virtualenv's bin, not on PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else None
+
+
 def _listing_from_ansible(path: Path) -> Optional[Listing]:
-    exe = shutil.which("ansible-inventory")
+    exe = ansible_tool("ansible-inventory")
     if exe is None:
         return None
     proc = subprocess.run([exe, "-i", str(path), "--list"], capture_output=True, text=True,

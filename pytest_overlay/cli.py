@@ -6,6 +6,7 @@
                                    temp files), for one prefix or every ``ov??????`` run
   pytest-overlay leftovers         list such leftovers without removing them
   pytest-overlay agent-digest      SHA-256 of the agent archive (for a host's allow-list)
+  pytest-overlay lab up|exec|down  a lab fleet with real sshds, to provision with Ansible
 """
 
 from __future__ import annotations
@@ -60,6 +61,32 @@ def cleanup(prefix: Optional[str] = None, spare: Iterable[int] = ()) -> Dict[str
     return found
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pytest_overlay.errors import OverlayError
+    from pytest_overlay.lab import fleet
+
+    directory = Path(args.dir)
+    try:
+        if args.lab_cmd == "up":
+            state = fleet.up(directory, args.hosts)
+            json.dump(state, sys.stdout, indent=2)
+            sys.stdout.write(f"\nnext: pytest-overlay lab exec {directory} -- ansible-playbook "
+                             f"-i {directory}/inventory.ini ansible/prepare.yml "
+                             f"-e @{directory}/prepare-vars.json\n")
+            return 0
+        if args.lab_cmd == "exec":
+            argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            return fleet.exec_in(directory, argv)
+        json.dump(fleet.down(directory), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    except OverlayError as e:
+        sys.stderr.write(f"pytest-overlay lab {args.lab_cmd}: {e}\n")
+        return 2
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-overlay")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -68,6 +95,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     c = sub.add_parser("cleanup", help="remove leftovers of killed runs")
     c.add_argument("prefix", nargs="?")
     sub.add_parser("leftovers", help="list leftovers of killed runs")
+    lab = sub.add_parser("lab", help="a lab fleet of namespace hosts with real sshds")
+    lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
+    lu = lab_sub.add_parser("up", help="build it; write inventories and keys into DIR")
+    lu.add_argument("dir")
+    lu.add_argument("--hosts", type=int, default=3)
+    le = lab_sub.add_parser("exec", help="run a command in the fleet's controller namespace")
+    le.add_argument("dir")
+    le.add_argument("argv", nargs=argparse.REMAINDER)
+    ld = lab_sub.add_parser("down", help="remove the fleet and the files up wrote")
+    ld.add_argument("dir")
     d = sub.add_parser("agent-digest",
                        help="SHA-256 of the agent archive this controller deploys (for allow-lists)")
     d.add_argument("--control-plane", choices=["raft", "static"], default="raft",
@@ -85,6 +122,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         json.dump(inventory_schema(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
+    if args.cmd == "lab":
+        return _lab(args)
     if args.cmd == "agent-digest":
         from pytest_overlay.deploy import agent_digest, bundle_for
 

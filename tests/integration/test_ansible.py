@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Dict, List
 
 import pytest
 
+from pytest_overlay.ansible_inventory import ansible_tool
 from pytest_overlay.deploy import agent_digest, bundle_for
 from pytest_overlay.lab.sshd import SshdLab
 from tests.conftest import needs_root
@@ -27,7 +27,7 @@ from tests.integration.sshlab import assert_no_trace, ssh_lab  # noqa: F401 (fix
 
 pytestmark = [
     needs_root, pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("ansible-playbook") is None,
+    pytest.mark.skipif(ansible_tool("ansible-playbook") is None,
                        reason="ansible-core is not installed (pip install ansible-core)"),
 ]
 
@@ -49,7 +49,7 @@ def _env(sl: SshdLab) -> Dict[str, str]:
 
 
 def _playbook(sl: SshdLab, playbook: str, inventory: Path, extra: Path) -> Dict[str, Dict[str, int]]:
-    cmd = ["ip", "netns", "exec", str(sl.controller_ns), shutil.which("ansible-playbook") or "",
+    cmd = ["ip", "netns", "exec", str(sl.controller_ns), ansible_tool("ansible-playbook") or "",
            "-i", str(inventory), "-e", f"@{extra}", str(ANSIBLE / playbook)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=_env(sl))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -47,8 +46,8 @@ all:
 @pytest.fixture(params=["direct", "ansible-inventory"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "direct":
-        monkeypatch.setattr(ai.shutil, "which", lambda name: None)
-    elif shutil.which("ansible-inventory") is None:
+        monkeypatch.setattr(ai, "ansible_tool", lambda name: None)
+    elif ai.ansible_tool("ansible-inventory") is None:
         pytest.skip("ansible-core is not installed")
     return str(request.param)
 
