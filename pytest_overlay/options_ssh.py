@@ -14,6 +14,13 @@ from pytest_overlay.inventory import Inventory, load_inventory
 from pytest_overlay.runner import OverlayRun
 
 
+def _text(hosts: str) -> str:
+    try:
+        return Path(hosts).read_text()
+    except OSError:
+        return ""
+
+
 def _load(config: pytest.Config, hosts: str) -> Inventory:
     """Our YAML inventory, or an Ansible inventory (INI/YAML) with ``--overlay-group``."""
     path = Path(hosts)
@@ -33,10 +40,21 @@ def _load(config: pytest.Config, hosts: str) -> Inventory:
     return load_inventory(hosts)
 
 
+_NETWORK_OPTIONS = {"overlay_vni": ("--overlay-vni", 4096), "overlay_subnet": ("--overlay-subnet", "10.10.0.0/16"),
+                    "overlay_mtu": ("--overlay-mtu", 1450)}
+
+
 def ssh_run(config: pytest.Config, hosts: str, prefix: Optional[str]) -> OverlayRun:
     if config.getoption("overlay_local") is not None:
         raise ConfigError("--overlay-local and --overlay-hosts exclude each other",
                           "give one: a namespace lab (--overlay-local=N) or real hosts")
+    if not looks_like_ansible(Path(hosts), _text(hosts)):
+        # Our inventory lists its networks; a network option would be silently ignored.
+        for dest, (flag, default) in _NETWORK_OPTIONS.items():
+            if config.getoption(dest) != default:
+                raise ConfigError(f"{flag} does not apply with --overlay-hosts={hosts}: "
+                                  "the inventory's networks: section defines the networks",
+                                  f"set it in {hosts} (networks[].vni/subnet/mtu) and drop {flag}")
     inventory = _load(config, hosts)
     netns = config.getoption("overlay_ssh_netns")
     if netns is not None and not netns:

@@ -54,3 +54,15 @@ def test_missing_controller_namespace(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(f"--overlay-hosts={EXAMPLE}", "--overlay-ssh-netns=ov000000-none")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--overlay-ssh-netns: no network namespace 'ov000000-none'*"])
+
+
+def test_network_options_do_not_apply_to_our_inventory(pytester: pytest.Pytester) -> None:
+    """The inventory defines the networks: --overlay-mtu next to it is a usage error, not ignored."""
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "inventory.yaml"
+    shutil.copy(example, pytester.path / "inv.yaml")
+    result = pytester.runpytest("--overlay-hosts=inv.yaml", "--overlay-mtu=1400")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--overlay-mtu does not apply with --overlay-hosts=inv.yaml*"])
