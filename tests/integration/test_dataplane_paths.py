@@ -13,10 +13,12 @@ pytestmark = needs_root
 EPS = {"h1": ("10.12.0.2", "02:42:0a:0c:00:02"), "h2": ("10.12.0.3", "02:42:0a:0c:00:03")}
 
 
-@pytest.mark.parametrize("mode", ["fast", "portable"])
+@pytest.mark.parametrize("mode", ["fast", "fast-nocoalesce", "portable"])
 def test_tcp_transfer_4mib(make_lab, monkeypatch, mode):
-    # The agents inherit the environment: OVERLAY_DATAPLANE picks the path.
-    monkeypatch.setitem(os.environ, "OVERLAY_DATAPLANE", mode)
+    # The agents inherit the environment: OVERLAY_DATAPLANE picks the path, OVERLAY_TAP_GRO
+    # receive coalescing into TAPs with a virtio header.
+    monkeypatch.setitem(os.environ, "OVERLAY_DATAPLANE", mode.split("-")[0])
+    monkeypatch.setitem(os.environ, "OVERLAY_TAP_GRO", "0" if "nocoalesce" in mode else "1")
     lab = make_lab(2)
     agents = {h: lab.agent(h) for h in EPS}
     for host, agent in agents.items():
@@ -41,3 +43,12 @@ def test_tcp_transfer_4mib(make_lab, monkeypatch, mode):
     assert abs(v1["tx_packets"] - v2["rx_packets"]) <= 4
     assert abs(v2["tx_packets"] - v1["rx_packets"]) <= 4
     assert not c1["io_errors"] and not c2["io_errors"], (c1["io_errors"], c2["io_errors"])
+    d1, d2 = c1["dataplane"], c2["dataplane"]
+    coalesce = mode == "fast"
+    assert d1["features"]["coalesce"] is coalesce and d2["features"]["coalesce"] is coalesce
+    if coalesce:
+        # Both receivers merged segments: a 4 MiB stream comes in GRO batches of several.
+        for d in (d1, d2):
+            assert d["merged_writes"] > 10 and d["merged_segments"] > 2 * d["merged_writes"], d
+    else:
+        assert d1["merged_writes"] == 0 and d2["merged_writes"] == 0

@@ -236,8 +236,13 @@ class VtepCore:
             self.tx.drop(DROP_NO_RECEIVERS, vni)
         return actions
 
-    def from_underlay(self, src_ip: str, datagram: bytes) -> List[Action]:
-        """A datagram from the underlay: check who sent it and what it is, then decapsulate."""
+    def from_underlay(self, src_ip: str, datagram: bytes, packets: int = 1,
+                      extra_bytes: int = 0) -> List[Action]:
+        """A datagram from the underlay: check who sent it and what it is, then decapsulate.
+
+        A datagram merged from several (:mod:`overlay_agent.core.gro`) counts as ``packets``
+        frames of ``extra_bytes`` more than its own length.
+        """
         if src_ip not in self.members:
             self.rx.drop(DROP_NON_MEMBER)
             return []
@@ -262,15 +267,15 @@ class VtepCore:
             if not state.local_ports:
                 self.rx.drop(DROP_NO_RECEIVERS, vni)
                 return []
-            c["rx_packets"] += 1
-            c["rx_bytes"] += len(frame)
+            c["rx_packets"] += packets
+            c["rx_bytes"] += len(frame) + extra_bytes
             return [(DELIVER, p, frame) for p in state.local_ports]
         hit = state.macs.get(dst)
         if hit is None or hit[0] != DELIVER:
             self.rx.drop(DROP_UNKNOWN_DST, vni)
             return []
-        c["rx_packets"] += 1
-        c["rx_bytes"] += len(frame)
+        c["rx_packets"] += packets
+        c["rx_bytes"] += len(frame) + extra_bytes
         return [(DELIVER, hit[1], frame)]
 
     # -- reporting ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import socket
 import threading
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from overlay_agent.core import gro
 from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
 from overlay_agent.io import gso, tso
 
@@ -61,14 +62,21 @@ class Dataplane:
         # TAP TSO with software segmentation works, but on CPython the per-segment TCP checksum
         # (~5 us) costs more than the read it saves (docs/benchmarks.md): opt-in for now.
         self._tso = bool(fast) and os.environ.get("OVERLAY_TAP_TSO", "") == "1"
+        # Receive coalescing (core/gro.py) needs UDP GRO and TAPs with a virtio header;
+        # OVERLAY_TAP_GRO=0 turns it off.
+        self._gro_wanted = (bool(fast) and feats["gro"]
+                            and os.environ.get("OVERLAY_TAP_GRO", "1") != "0")
+        feats["coalesce"] = False
         #: whether to open TAPs with IFF_VNET_HDR (either path handles such TAPs, and turns
         #: their offloads on only when TSO is wanted)
-        self.vnet_hdr = self._tso
+        self.vnet_hdr = self._tso or self._gro_wanted
         self._vnet: FrozenSet[int] = frozenset()  # TAP fds that carry a virtio header
         self.address = address
         self.port = port
         self.taps: Dict[int, int] = {}
         self.io_errors: Dict[str, int] = {}
+        #: receive coalescing: superframes written, segments they carried
+        self.merged = [0, 0]
         # One wake-up pipe per thread: the control side writes, the thread drains its own.
         self._pipes = {name: os.pipe() for name in ("rx", "tx")}
         for r, _ in self._pipes.values():
@@ -90,6 +98,7 @@ class Dataplane:
         taps = dict(self.taps)
         taps[port_id] = fd
         self.taps = taps
+        self._update_coalesce()
         self._wake()
 
     def remove_tap(self, port_id: int) -> Optional[int]:
@@ -98,8 +107,21 @@ class Dataplane:
         self.taps = taps
         if fd is not None:
             self._vnet = self._vnet - {fd}
+        self._update_coalesce()
         self._wake()
         return fd
+
+    def stats(self) -> Dict[str, object]:
+        """Features in use and how the fast path did (JSON-ready)."""
+        return {"features": dict(self.features), "merged_writes": self.merged[0],
+                "merged_segments": self.merged[1], "gso_calls": self._sender.calls,
+                "gso_datagrams": self._sender.datagrams}
+
+    def _update_coalesce(self) -> None:
+        # Merged frames need a virtio header on every TAP they could go to.
+        on = self._gro_wanted and bool(self.taps) and all(
+            fd in self._vnet for fd in self.taps.values())
+        self.features["coalesce"] = on
 
     def stop(self) -> None:
         self._stopping = True
@@ -131,7 +153,8 @@ class Dataplane:
         self.io_errors[key] = self.io_errors.get(key, 0) + 1
 
     # -- the two directions -------------------------------------------------------------------
-    def _perform(self, actions: List[Tuple[int, object, bytes]]) -> None:
+    def _perform(self, actions: List[Tuple[int, object, bytes]],
+                 vnet: bytes = gro.PLAIN) -> None:
         for kind, where, data in actions:
             if kind == SEND:
                 self._sender.add(where, data)  # type: ignore[arg-type]
@@ -141,9 +164,11 @@ class Dataplane:
                     continue
                 try:
                     if fd in self._vnet:
-                        os.writev(fd, (tso.PLAIN, data))
-                    else:
+                        os.writev(fd, (vnet, data))
+                    elif vnet is gro.PLAIN:
                         os.write(fd, data)
+                    else:  # a merged frame, but the TAP was swapped for a plain one
+                        self._error("tap-write", OSError(errno.EPROTONOSUPPORT, "no vnet"))
                 except OSError as e:
                     self._error("tap-write", e)
 
@@ -190,6 +215,16 @@ class Dataplane:
             actions = core.from_underlay(src, data)
             if actions:
                 self._perform(actions)
+            return True
+        if self.features["coalesce"]:
+            merged = self.merged
+            for dgram, packets, extra, vnet in gro.coalesce(data, size):
+                actions = core.from_underlay(src, dgram, packets, extra)
+                if actions:
+                    self._perform(actions, vnet)
+                if packets > 1:
+                    merged[0] += 1
+                    merged[1] += packets
             return True
         for off in range(0, len(data), size):
             actions = core.from_underlay(src, data[off:off + size])
