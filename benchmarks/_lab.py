@@ -26,6 +26,7 @@ from pytest_overlay.lab.netlab import NetLab  # noqa: E402
 from pytest_overlay.lab.topology import LabTopology  # noqa: E402
 from pytest_overlay.naming import kill_processes, namespaces, new_prefix  # noqa: E402
 
+
 class AgentProc:
     """``python -m overlay_agent --netns NS``, called synchronously (one request, one answer)."""
 

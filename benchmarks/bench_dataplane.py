@@ -108,10 +108,11 @@ def measure(lab: BenchLab, path: Path2, seconds: float, pings: int) -> Dict[str,
 
 
 def agent_path(lab: BenchLab, portable: bool, tap_tso: bool = False,
-               coalesce: bool = True) -> Path2:
+               coalesce: bool = True, extra_env: Optional[Dict[str, str]] = None) -> Path2:
     env = {"OVERLAY_DATAPLANE": "portable" if portable else "fast",
            "OVERLAY_TAP_TSO": "1" if tap_tso else "0",
            "OVERLAY_TAP_GRO": "1" if coalesce else "0"}
+    env.update(extra_env or {})
     eps = {"h1": ("10.10.0.2", "02:42:0a:0a:00:02"), "h2": ("10.10.0.3", "02:42:0a:0a:00:03")}
     agents = {h: lab.start_agent(h, env) for h in eps}
     for host, agent in agents.items():
@@ -176,7 +177,7 @@ def render(res: Dict[str, Any]) -> str:
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
     if "baseline" in res:
         b, bs = res["baseline"], res["baseline_summary"]
-        lines.append(f"without coalescing, same run: TCP {b['tcp']['mbit_s']:.0f} Mbit/s "
+        lines.append(f"agent with {res['baseline_env']}, same run: TCP {b['tcp']['mbit_s']:.0f} Mbit/s "
                      f"({bs['tcp_ratio']:.2f}), UDP {b['udp']['pps'] / 1e3:.1f} kpps "
                      f"({bs['udp_pps_ratio']:.2f}), ping {b['ping']['avg_ms']:.3f} ms "
                      f"(+{bs['rtt_added_ms']:.3f})")
@@ -198,8 +199,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="TAPs with IFF_VNET_HDR and TSO, segmented in Python (OVERLAY_TAP_TSO=1)")
     p.add_argument("--no-coalesce", action="store_true",
                    help="no receive coalescing into the TAPs (OVERLAY_TAP_GRO=0)")
-    p.add_argument("--baseline", action="store_true",
-                   help="also measure the agent without receive coalescing, in the same run")
+    p.add_argument("--baseline", nargs="?", const="OVERLAY_TAP_GRO=0", metavar="ENV=VAL,...",
+                   help="also measure the agent with these environment settings, in the same "
+                        "run (default: OVERLAY_TAP_GRO=0, no receive coalescing)")
     p.add_argument("--agent-only", action="store_true", help="skip the kernel vxlan path")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -213,8 +215,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                                    "dataplane": "portable" if args.portable else "default",
                                    "tap_tso": args.tap_tso}
             if args.baseline:
+                benv = dict(kv.split("=", 1) for kv in args.baseline.split(","))
+                res["baseline_env"] = benv
                 res["baseline"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
-                                                          coalesce=False),
+                                                          extra_env=benv),
                                           args.seconds, args.pings)
                 lab.stop_agents()
             res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,

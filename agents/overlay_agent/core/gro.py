@@ -26,13 +26,14 @@ makes for a virtio guest.
 from __future__ import annotations
 
 import struct
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from overlay_agent.wire.vxlan import HEADER_LEN
 
 F_NEEDS_CSUM = 1
 GSO_NONE = 0
 GSO_TCPV4 = 1
+GSO_UDP_L4 = 5
 VNET = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 #: The virtio header of an ordinary frame (checksums as on the wire, no segmentation).
 PLAIN = bytes(VNET.size)
@@ -45,7 +46,7 @@ _MIN = _TCP + 20
 # flags/fragment + TTL + protocol, (checksum), addresses + ports, seq, ack, data offset, flags,
 # window, (checksum), urgent pointer.
 _HEAD = struct.Struct("!24sH2x4s2x12sIIBBH2x2s")
-_IP_TAIL = struct.Struct("!H")
+_UHEAD = struct.Struct("!24sH2x4s2x12sH")  # ... as above, then the UDP length
 _PSEUDO = struct.Struct("!HHHH")
 _SYN_FIN_RST_URG_CWR = 0x02 | 0x01 | 0x04 | 0x20 | 0x80
 _ACK = 0x10
@@ -62,23 +63,35 @@ def _fold(s: int) -> int:
     return s
 
 
-def _key(buf: bytes, off: int, end: int) -> Tuple[object, ...]:
-    """The fields that must match for ``buf[off:end]`` to join a run, and seq/payload/PSH;
-    an empty tuple if the datagram is no mergeable TCP segment."""
-    if end - off < _MIN or buf[off + 20:off + 23] != b"\x08\x00\x45" or buf[off + 31] != 6:
-        return ()
+Key = Tuple[Tuple[object, ...], int, int, int, int, int]
+
+
+def _key(buf: bytes, off: int, end: int) -> Optional[Key]:
+    """For ``buf[off:end]``: (the fields that must match for it to join a run, sequence number,
+    payload length, PSH, L4 header length, how far the next sequence number is); None if it is
+    no mergeable TCP segment or UDP datagram."""
+    if end - off < _MIN or buf[off + 20:off + 23] != b"\x08\x00\x45":
+        return None
+    proto = buf[off + 31]
+    if proto == 17:
+        pre, tot, fragttl, addrs, ulen = _UHEAD.unpack_from(buf, off)
+        if fragttl[0] != 0x40 or fragttl[1] or tot != end - off - _IP or ulen != tot - 20:
+            return None
+        return ((pre, fragttl, addrs), 0, ulen - 8, 0, 8, 0)
+    if proto != 6:
+        return None
     pre, tot, fragttl, addrs, seq, ack, doff, flags, win, urg = _HEAD.unpack_from(buf, off)
     if fragttl[0] != 0x40 or fragttl[1] or tot != end - off - _IP:
-        return ()  # DF clear, fragment, or padding / length mismatch
+        return None  # DF clear, fragment, or padding / length mismatch
     if flags & _SYN_FIN_RST_URG_CWR or not flags & _ACK or doff & 0x0F:
-        return ()
+        return None
     hlen = (doff >> 4) * 4
     plen = tot - 20 - hlen
     if hlen < 20 or plen <= 0:
-        return ()
+        return None
     opts = buf[off + _TCP + 20:off + _TCP + hlen]
-    return (pre, fragttl, addrs, ack, doff, flags & ~_PSH, win, urg, opts, seq, plen,
-            flags & _PSH, hlen)
+    return ((pre, fragttl, addrs, ack, doff, flags & ~_PSH, win, urg, opts), seq, plen,
+            flags & _PSH, hlen, plen)
 
 
 def superframe(buf: bytes, offs: List[Tuple[int, int]], hlen: int) -> Tuple[bytes, bytes]:
@@ -94,17 +107,21 @@ def superframe(buf: bytes, offs: List[Tuple[int, int]], hlen: int) -> Tuple[byte
     for a, b in offs:
         parts.append(mv[a + payload_start:b])
         total += b - a - payload_start
-    last_a = offs[-1][0]
-    head[_TCP + 13] |= buf[last_a + _TCP + 13] & _PSH
     ip_len = 20 + hlen + total
+    udp = head[_IP + 9] == 17
+    if udp:
+        struct.pack_into("!H", head, _TCP + 4, 8 + total)
+    else:
+        head[_TCP + 13] |= buf[offs[-1][0] + _TCP + 13] & _PSH
     struct.pack_into("!H", head, _IP + 2, ip_len)
     head[_IP + 10:_IP + 12] = b"\x00\x00"
     s = _fold(sum(struct.unpack_from("!10H", head, _IP)))
     struct.pack_into("!H", head, _IP + 10, 0xFFFF - s)
-    # TCP checksum: the pseudo-header sum for the new length, not complemented (NEEDS_CSUM).
-    s = _fold(sum(_PSEUDO.unpack_from(head, _IP + 12)) + 6 + hlen + total)
-    struct.pack_into("!H", head, _TCP + 16, s)
-    vnet = VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, 14 + 20 + hlen, mss, 14 + 20, 16)
+    # L4 checksum: the pseudo-header sum for the new length, not complemented (NEEDS_CSUM).
+    s = _fold(sum(_PSEUDO.unpack_from(head, _IP + 12)) + head[_IP + 9] + hlen + total)
+    struct.pack_into("!H", head, _TCP + (6 if udp else 16), s)
+    vnet = VNET.pack(F_NEEDS_CSUM, GSO_UDP_L4 if udp else GSO_TCPV4, 14 + 20 + hlen, mss,
+                     14 + 20, 6 if udp else 16)
     return b"".join(parts), vnet  # type: ignore[arg-type]
 
 
@@ -119,34 +136,29 @@ def coalesce(buf: bytes, size: int) -> List[Item]:
     out: List[Item] = []
     run: List[Tuple[int, int]] = []
     run_key: Tuple[object, ...] = ()
-    next_seq = 0
-    run_plen = 0
-    run_len = 0
-    hlen = 0
+    next_seq = run_plen = run_len = hlen = 0
     for off in range(0, n, size):
         end = min(off + size, n)
         k = _key(buf, off, end)
         if run:
-            if (k and k[:9] == run_key and k[9] == next_seq and k[10] <= run_plen
-                    and run_len + k[10] <= MAX_IP_LEN):
+            if (k is not None and k[0] == run_key and k[1] == next_seq and k[2] <= run_plen
+                    and run_len + k[2] <= MAX_IP_LEN):
                 run.append((off, end))
-                run_len += k[10]  # type: ignore[operator]
-                next_seq = (next_seq + k[10]) & 0xFFFFFFFF  # type: ignore[operator]
-                if k[11] or k[10] < run_plen:  # PSH or a short segment ends the run
+                run_len += k[2]
+                next_seq = (next_seq + k[5]) & 0xFFFFFFFF
+                if k[3] or k[2] < run_plen:  # PSH or a short segment ends the run
                     _flush(buf, run, hlen, out)
                     run = []
                 continue
             _flush(buf, run, hlen, out)
             run = []
-        if not k or k[11]:
+        if k is None or k[3]:
             out.append((buf[off:end], 1, 0, PLAIN))
             continue
         run = [(off, end)]
-        run_key = k[:9]
-        hlen = k[12]  # type: ignore[assignment]
-        run_plen = k[10]  # type: ignore[assignment]
+        run_key, seq, run_plen, _, hlen, step = k
         run_len = 20 + hlen + run_plen
-        next_seq = (k[9] + run_plen) & 0xFFFFFFFF  # type: ignore[operator]
+        next_seq = (seq + step) & 0xFFFFFFFF
     if run:
         _flush(buf, run, hlen, out)
     return out

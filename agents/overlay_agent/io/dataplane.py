@@ -23,7 +23,7 @@ import os
 import select
 import socket
 import threading
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from overlay_agent.core import gro
 from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
@@ -82,11 +82,17 @@ class Dataplane:
         for r, _ in self._pipes.values():
             os.set_blocking(r, False)
         self._stopping = False
+        #: 1: one thread serves the socket and the TAPs (fewer wake-ups per round trip);
+        #: 2: one thread per direction. OVERLAY_DATAPLANE_THREADS overrides.
+        self.threads = 1 if os.environ.get("OVERLAY_DATAPLANE_THREADS", "1") == "1" else 2
         self._threads: List[threading.Thread] = []
 
     # -- control ------------------------------------------------------------------------------
     def start(self) -> None:
-        for name, target in (("vtep-rx", self._rx_loop), ("vtep-tx", self._tx_loop)):
+        loops = [("vtep-rx", self._rx_loop), ("vtep-tx", self._tx_loop)]
+        if self.threads == 1:
+            loops = [("vtep", self._loop)]
+        for name, target in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -231,6 +237,63 @@ class Dataplane:
             if actions:
                 self._perform(actions)
         return True
+
+    def _loop(self) -> None:
+        """Both directions in one thread: what the underlay brings is written to a TAP, and the
+        endpoint's answer (made by its kernel during that very write) is read before sleeping."""
+        sock = self.sock
+        wakes = [self._pipes["rx"][0], self._pipes["tx"][0]]
+        receive = self._receive_gro if self.features["gro"] else self._receive_one
+        flush = self._sender.flush
+        read_tap = self._read_tap
+        error = self._error
+        while not self._stopping:
+            taps = list(self.taps.items())
+            fds: List[Any] = [sock, *wakes, *(fd for _, fd in taps)]
+            try:
+                ready, _, _ = select.select(fds, [], [], 1.0)
+            except (OSError, ValueError):
+                if self._stopping:
+                    return
+                continue  # a TAP was closed under us; the next round takes the new set
+            for w in wakes:
+                if w in ready:
+                    self._drain(w)
+            busy = True
+            while busy and not self._stopping:
+                busy = False
+                for _ in range(_READ_BUDGET):
+                    try:
+                        if not receive():
+                            break
+                    except OSError as e:
+                        error("recv", e)
+                    busy = True
+                for port, fd in taps:
+                    if read_tap(port, fd):
+                        busy = True
+                flush()
+
+    def _read_tap(self, port: int, fd: int) -> int:
+        """Forward up to a budget of frames from one TAP; returns how many were read."""
+        core = self.core
+        vnet = fd in self._vnet
+        n = 0
+        for n in range(_READ_BUDGET):
+            try:
+                frame = os.read(fd, _MAX_READ)
+            except BlockingIOError:
+                return n
+            except OSError as e:
+                self._error("tap-read", e)
+                return n
+            if vnet:
+                self._from_vnet_tap(port, frame)
+                continue
+            actions = core.from_port(port, frame)
+            if actions:
+                self._perform(actions)
+        return n + 1
 
     def _tx_loop(self) -> None:
         core = self.core
