@@ -1,19 +1,22 @@
-"""The data plane: threads that move frames between TAP devices and the underlay socket.
+"""The data plane: the thread(s) that move frames between TAP devices and the underlay socket.
 
-One thread receives VXLAN from the underlay socket (unconnected: kernel VTEPs send from varying
-source ports) and writes frames to TAPs; one thread reads the TAPs and sends. Each reads until
-the kernel has nothing more before it sleeps in ``select``. The decisions are
-:class:`~overlay_agent.core.vtep.VtepCore`'s; this module only moves bytes.
+By default one thread serves the underlay socket (unconnected: kernel VTEPs send from varying
+source ports) and all TAPs in one ``select`` loop, reading each until the kernel has nothing
+more before it sleeps; ``OVERLAY_DATAPLANE_THREADS=2`` gives each direction its own thread.
+The decisions are :class:`~overlay_agent.core.vtep.VtepCore`'s; this module only moves bytes.
 
-Two paths, chosen at run time (:attr:`Dataplane.features` says which):
+Paths, chosen at run time (:attr:`Dataplane.features` says which):
 
 * fast: UDP GSO on send (a run of datagrams to one VTEP in one ``sendmsg``) and UDP GRO on
   receive (several datagrams per ``recvmsg``), see :mod:`overlay_agent.io.gso`;
-* TAPs opened with ``IFF_VNET_HDR`` get checksum offload and TSO if ``OVERLAY_TAP_TSO=1``:
+* receive coalescing (with UDP GRO, unless ``OVERLAY_TAP_GRO=0``): TAPs are opened with
+  ``IFF_VNET_HDR`` (:attr:`Dataplane.vnet_hdr`) and consecutive TCP segments / UDP datagrams
+  of one flow go to the TAP as one GSO superframe, see :mod:`overlay_agent.core.gro`;
+* TAPs with ``IFF_VNET_HDR`` get checksum offload and TSO if ``OVERLAY_TAP_TSO=1``:
   the endpoint's kernel hands over 64 KiB TCP frames, cut here by :mod:`overlay_agent.io.tso`
-  (opt-in: slower than plain TAPs on CPython today); other TAPs work one frame per call;
-* portable: one datagram per system call, no TAP offloads. ``OVERLAY_DATAPLANE=portable`` in the environment
-  (or ``fast=False``) forces it, so both can be tested on one machine.
+  (opt-in: slower than plain frames on CPython today); otherwise one frame per read;
+* portable: one datagram per system call, no TAP offloads. ``OVERLAY_DATAPLANE=portable`` in
+  the environment (or ``fast=False``) forces it, so both can be tested on one machine.
 """
 
 from __future__ import annotations
@@ -279,8 +282,9 @@ class Dataplane:
         vnet = fd in self._vnet
         plain = tso.PLAIN
         frames: List[bytes] = []
+        n = 0
         read = os.read
-        for _ in range(_READ_BUDGET):
+        for n in range(_READ_BUDGET):  # noqa: B007
             try:
                 frame = read(fd, _MAX_READ)
             except BlockingIOError:
@@ -296,8 +300,10 @@ class Dataplane:
                     continue
                 frame = frame[tso.VNET_LEN:]
             frames.append(frame)
+        else:
+            n = _READ_BUDGET
         self._forward(port, frames)
-        return len(frames)
+        return n
 
     def _forward(self, port: int, frames: List[bytes]) -> None:
         """Frames read from one TAP, in order, through the VTEP and out."""
