@@ -108,8 +108,8 @@ class GsoSender:
         self.calls += 1
         self.datagrams += len(parts)
         try:
-            self.sock.sendmsg([b"".join(parts)],
-                              [(SOL_UDP, UDP_SEGMENT, _U16.pack(self._size))], 0, dest)
+            # The datagrams as an iovec: the kernel gathers them, no joined copy here.
+            self.sock.sendmsg(parts, [(SOL_UDP, UDP_SEGMENT, _U16.pack(self._size))], 0, dest)
         except OSError as e:
             if e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
                 # The route's device cannot do it (no checksum offload, say): stop trying.
