@@ -26,27 +26,17 @@ from pytest_overlay.lab.netlab import NetLab  # noqa: E402
 from pytest_overlay.lab.topology import LabTopology  # noqa: E402
 from pytest_overlay.naming import kill_processes, namespaces, new_prefix  # noqa: E402
 
-# Until agent.py opens TAPs with the data plane's choice (``open_tap(name,
-# vnet_hdr=dataplane.vnet_hdr)``), this starts the agent with IFF_VNET_HDR TAPs.
-VNET_SHIM = (
-    "import sys, overlay_agent.agent as a, overlay_agent.io.tap as t;"
-    "a.open_tap = lambda name: t.open_tap(name, vnet_hdr=True);"
-    "from overlay_agent.__main__ import main; sys.exit(main(sys.argv[1:]))"
-)
-
 
 class AgentProc:
     """``python -m overlay_agent --netns NS``, called synchronously (one request, one answer)."""
 
-    def __init__(self, ns: str, log: Path, env: Optional[Dict[str, str]] = None,
-                 vnet_tap: bool = False) -> None:
+    def __init__(self, ns: str, log: Path, env: Optional[Dict[str, str]] = None) -> None:
         self.netns = ns
         self._log = open(log, "wb")  # noqa: SIM115
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, *(["-c", VNET_SHIM] if vnet_tap else ["-m", "overlay_agent"]),
-             "--netns", ns],
+            [sys.executable, "-m", "overlay_agent", "--netns", ns],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
             cwd=str(AGENTS_DIR), start_new_session=True, env=full_env,
         )
@@ -98,9 +88,8 @@ class BenchLab:
     def address(self, host: str) -> str:
         return next(h.address for h in self.netlab.topology.hosts if h.name == host)
 
-    def start_agent(self, host: str, env: Optional[Dict[str, str]] = None,
-                    vnet_tap: bool = False) -> AgentProc:
-        a = AgentProc(self.host_ns[host], self.tmp / f"agent-{host}.log", env, vnet_tap)
+    def start_agent(self, host: str, env: Optional[Dict[str, str]] = None) -> AgentProc:
+        a = AgentProc(self.host_ns[host], self.tmp / f"agent-{host}.log", env)
         self.agents[host] = a
         a.call("hello", protocol=1)
         a.call("configure", host=host, prefix=self.prefix, underlay=self.address(host))

@@ -107,12 +107,14 @@ def measure(lab: BenchLab, path: Path2, seconds: float, pings: int) -> Dict[str,
     return res
 
 
-def agent_path(lab: BenchLab, portable: bool, tap_tso: bool = False) -> Path2:
+def agent_path(lab: BenchLab, portable: bool, tap_tso: bool = False,
+               coalesce: bool = True, extra_env: Optional[Dict[str, str]] = None) -> Path2:
     env = {"OVERLAY_DATAPLANE": "portable" if portable else "fast",
-           "OVERLAY_TAP_TSO": "1" if tap_tso else "0"}
-    vnet_tap = tap_tso
+           "OVERLAY_TAP_TSO": "1" if tap_tso else "0",
+           "OVERLAY_TAP_GRO": "1" if coalesce else "0"}
+    env.update(extra_env or {})
     eps = {"h1": ("10.10.0.2", "02:42:0a:0a:00:02"), "h2": ("10.10.0.3", "02:42:0a:0a:00:03")}
-    agents = {h: lab.start_agent(h, env, vnet_tap) for h in eps}
+    agents = {h: lab.start_agent(h, env) for h in eps}
     for host, agent in agents.items():
         agent.call("create_network", name="ov", vni=VNI_AGENT, subnet="10.10.0.0/16", mtu=MTU)
         ip, mac = eps[host]
@@ -173,7 +175,14 @@ def render(res: Dict[str, Any]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    if "baseline" in res:
+        b, bs = res["baseline"], res["baseline_summary"]
+        lines.append(f"agent with {res['baseline_env']}, same run: TCP {b['tcp']['mbit_s']:.0f} Mbit/s "
+                     f"({bs['tcp_ratio']:.2f}), UDP {b['udp']['pps'] / 1e3:.1f} kpps "
+                     f"({bs['udp_pps_ratio']:.2f}), ping {b['ping']['avg_ms']:.3f} ms "
+                     f"(+{bs['rtt_added_ms']:.3f})")
     lines.append(f"(agent data plane: {res['dataplane']}, TAP TSO: {res['tap_tso']}, "
+                 f"receive coalescing: {res['coalesce']}, "
                  f"{res['seconds']} s per iperf3 run, "
                  f"{res['pings']} pings)")
     return "\n".join(lines)
@@ -188,6 +197,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="force the agent's portable one-frame path (OVERLAY_DATAPLANE=portable)")
     p.add_argument("--tap-tso", action="store_true",
                    help="TAPs with IFF_VNET_HDR and TSO, segmented in Python (OVERLAY_TAP_TSO=1)")
+    p.add_argument("--no-coalesce", action="store_true",
+                   help="no receive coalescing into the TAPs (OVERLAY_TAP_GRO=0)")
+    p.add_argument("--baseline", nargs="?", const="OVERLAY_TAP_GRO=0", metavar="ENV=VAL,...",
+                   help="also measure the agent with these environment settings, in the same "
+                        "run (default: OVERLAY_TAP_GRO=0, no receive coalescing)")
     p.add_argument("--agent-only", action="store_true", help="skip the kernel vxlan path")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -200,14 +214,26 @@ def main(argv: Optional[List[str]] = None) -> int:
                                    "pings": args.pings,
                                    "dataplane": "portable" if args.portable else "default",
                                    "tap_tso": args.tap_tso}
-            res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso), args.seconds, args.pings)
+            if args.baseline:
+                benv = dict(kv.split("=", 1) for kv in args.baseline.split(","))
+                res["baseline_env"] = benv
+                res["baseline"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
+                                                          extra_env=benv),
+                                          args.seconds, args.pings)
+                lab.stop_agents()
+            res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
+                                                   not args.no_coalesce),
+                                   args.seconds, args.pings)
             res["agent_counters"] = lab.agents["h1"].call("counters")
+            res["coalesce"] = not args.no_coalesce
             lab.stop_agents()
             if args.agent_only:
                 print(json.dumps(res, indent=2))
                 return 0
             res["kernel"] = measure(lab, kernel_path(lab), args.seconds, args.pings)
             res["summary"] = summarize(res["agent"], res["kernel"])
+            if args.baseline:
+                res["baseline_summary"] = summarize(res["baseline"], res["kernel"])
         except KeyboardInterrupt:
             print("interrupted: cleaning up", file=sys.stderr)
             return 130

@@ -94,6 +94,8 @@ def main() -> int:
                 snmp = lab.exec(lab.host_ns[host], "cat", "/proc/net/snmp").splitlines()
                 print(host, "underlay", *[ln for ln in snmp if ln.startswith("Udp:")][:2])
                 print(lab.exec(f"{lab.prefix}-{host}-e0", "ip", "-s", "link", "show", "eth0"))
+                snmp = lab.exec(f"{lab.prefix}-{host}-e0", "cat", "/proc/net/snmp").splitlines()
+                print(host, "endpoint", *[ln for ln in snmp if ln.startswith("Udp:")][:2])
             server.kill()
         finally:
             lab.close()

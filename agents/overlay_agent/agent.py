@@ -149,7 +149,7 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, IsolationOps, EvidenceOps
                     netns.write_sysctl(key, "1", netns=ns)
                 except OSError:
                     pass
-            fd = open_tap(tap)
+            fd = open_tap(tap, vnet_hdr=bool(self.dataplane and self.dataplane.vnet_hdr))
             netns.ip("link", "set", tap, "netns", ns)
             netns.ip("link", "set", "lo", "up", netns=ns)
             netns.ip("link", "set", tap, "name", "eth0", "address", mac, "mtu", str(net["mtu"]),
@@ -202,6 +202,7 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, IsolationOps, EvidenceOps
     def counters(self) -> Dict[str, Any]:
         snap = self.core.counters()
         snap["io_errors"] = dict(self.dataplane.io_errors) if self.dataplane else {}
+        snap["dataplane"] = self.dataplane.stats() if self.dataplane else {}
         return snap
 
     @rpc(slow=True)

@@ -607,3 +607,26 @@ def test_any_input_gives_actions_or_exactly_one_counted_drop(inputs: List[Any]) 
     assert sum(r["tx_packets"] for r in rows) == sends
     assert sum(r["tx_bytes"] for r in rows) == send_bytes
     assert sum(r["rx_packets"] for r in rows) == accepted
+
+
+def test_from_port_batch_equals_one_frame_at_a_time() -> None:
+    frames = [
+        eth(MAC_R1, MAC_L1),  # remote unicast
+        eth(MAC_R2, MAC_L1, payload=bytes(100)),
+        eth(MAC_L2, MAC_L1),  # local port
+        eth(MAC_L1, MAC_L1),  # hairpin
+        eth(MAC_UNKNOWN, MAC_L1),  # unknown unicast
+        arp_frame(MAC_L1, IP_L1, IP_R1),  # answered locally
+        eth(BROADCAST, MAC_L1),  # flooded
+        MAC_R1 + MAC_L1,  # runt with a known destination
+        b"",
+        eth(MAC_R1, MAC_L1, payload=bytes(1400)),
+    ]
+    for port in (1, 2, 99):  # 99: no such port
+        one, batch = build_core(), build_core()
+        expected: List[Action] = []
+        for f in frames:
+            expected.extend(one.from_port(port, f))
+        assert batch.from_port_batch(port, frames) == expected
+        assert snapshot(batch) == snapshot(one)
+    assert build_core().from_port_batch(1, []) == []

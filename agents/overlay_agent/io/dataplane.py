@@ -1,19 +1,22 @@
-"""The data plane: threads that move frames between TAP devices and the underlay socket.
+"""The data plane: the thread(s) that move frames between TAP devices and the underlay socket.
 
-One thread receives VXLAN from the underlay socket (unconnected: kernel VTEPs send from varying
-source ports) and writes frames to TAPs; one thread reads the TAPs and sends. Each reads until
-the kernel has nothing more before it sleeps in ``select``. The decisions are
-:class:`~overlay_agent.core.vtep.VtepCore`'s; this module only moves bytes.
+By default one thread serves the underlay socket (unconnected: kernel VTEPs send from varying
+source ports) and all TAPs in one ``select`` loop, reading each until the kernel has nothing
+more before it sleeps; ``OVERLAY_DATAPLANE_THREADS=2`` gives each direction its own thread.
+The decisions are :class:`~overlay_agent.core.vtep.VtepCore`'s; this module only moves bytes.
 
-Two paths, chosen at run time (:attr:`Dataplane.features` says which):
+Paths, chosen at run time (:attr:`Dataplane.features` says which):
 
 * fast: UDP GSO on send (a run of datagrams to one VTEP in one ``sendmsg``) and UDP GRO on
   receive (several datagrams per ``recvmsg``), see :mod:`overlay_agent.io.gso`;
-* TAPs opened with ``IFF_VNET_HDR`` get checksum offload and TSO if ``OVERLAY_TAP_TSO=1``:
+* receive coalescing (with UDP GRO, unless ``OVERLAY_TAP_GRO=0``): TAPs are opened with
+  ``IFF_VNET_HDR`` (:attr:`Dataplane.vnet_hdr`) and consecutive TCP segments / UDP datagrams
+  of one flow go to the TAP as one GSO superframe, see :mod:`overlay_agent.core.gro`;
+* TAPs with ``IFF_VNET_HDR`` get checksum offload and TSO if ``OVERLAY_TAP_TSO=1``:
   the endpoint's kernel hands over 64 KiB TCP frames, cut here by :mod:`overlay_agent.io.tso`
-  (opt-in: slower than plain TAPs on CPython today); other TAPs work one frame per call;
-* portable: one datagram per system call, no TAP offloads. ``OVERLAY_DATAPLANE=portable`` in the environment
-  (or ``fast=False``) forces it, so both can be tested on one machine.
+  (opt-in: slower than plain frames on CPython today); otherwise one frame per read;
+* portable: one datagram per system call, no TAP offloads. ``OVERLAY_DATAPLANE=portable`` in
+  the environment (or ``fast=False``) forces it, so both can be tested on one machine.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import os
 import select
 import socket
 import threading
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from overlay_agent.core import gro
 from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
 from overlay_agent.io import gso, pmtu, tso
 
@@ -62,24 +66,37 @@ class Dataplane:
         # TAP TSO with software segmentation works, but on CPython the per-segment TCP checksum
         # (~5 us) costs more than the read it saves (docs/benchmarks.md): opt-in for now.
         self._tso = bool(fast) and os.environ.get("OVERLAY_TAP_TSO", "") == "1"
+        # Receive coalescing (core/gro.py) needs UDP GRO and TAPs with a virtio header;
+        # OVERLAY_TAP_GRO=0 turns it off.
+        self._gro_wanted = (bool(fast) and feats["gro"]
+                            and os.environ.get("OVERLAY_TAP_GRO", "1") != "0")
+        feats["coalesce"] = False
         #: whether to open TAPs with IFF_VNET_HDR (either path handles such TAPs, and turns
         #: their offloads on only when TSO is wanted)
-        self.vnet_hdr = self._tso
+        self.vnet_hdr = self._tso or self._gro_wanted
         self._vnet: FrozenSet[int] = frozenset()  # TAP fds that carry a virtio header
         self.address = address
         self.port = port
         self.taps: Dict[int, int] = {}
         self.io_errors: Dict[str, int] = {}
+        #: receive coalescing: superframes written, segments they carried
+        self.merged = [0, 0]
         # One wake-up pipe per thread: the control side writes, the thread drains its own.
         self._pipes = {name: os.pipe() for name in ("rx", "tx")}
         for r, _ in self._pipes.values():
             os.set_blocking(r, False)
         self._stopping = False
+        #: 1: one thread serves the socket and the TAPs (fewer wake-ups per round trip);
+        #: 2: one thread per direction. OVERLAY_DATAPLANE_THREADS overrides.
+        self.threads = 1 if os.environ.get("OVERLAY_DATAPLANE_THREADS", "1") == "1" else 2
         self._threads: List[threading.Thread] = []
 
     # -- control ------------------------------------------------------------------------------
     def start(self) -> None:
-        for name, target in (("vtep-rx", self._rx_loop), ("vtep-tx", self._tx_loop)):
+        loops = [("vtep-rx", self._rx_loop), ("vtep-tx", self._tx_loop)]
+        if self.threads == 1:
+            loops = [("vtep", self._loop)]
+        for name, target in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -91,6 +108,7 @@ class Dataplane:
         taps = dict(self.taps)
         taps[port_id] = fd
         self.taps = taps
+        self._update_coalesce()
         self._wake()
 
     def remove_tap(self, port_id: int) -> Optional[int]:
@@ -99,8 +117,21 @@ class Dataplane:
         self.taps = taps
         if fd is not None:
             self._vnet = self._vnet - {fd}
+        self._update_coalesce()
         self._wake()
         return fd
+
+    def stats(self) -> Dict[str, object]:
+        """Features in use and how the fast path did (JSON-ready)."""
+        return {"features": dict(self.features), "merged_writes": self.merged[0],
+                "merged_segments": self.merged[1], "gso_calls": self._sender.calls,
+                "gso_datagrams": self._sender.datagrams}
+
+    def _update_coalesce(self) -> None:
+        # Merged frames need a virtio header on every TAP they could go to.
+        on = self._gro_wanted and bool(self.taps) and all(
+            fd in self._vnet for fd in self.taps.values())
+        self.features["coalesce"] = on
 
     def stop(self) -> None:
         self._stopping = True
@@ -132,7 +163,8 @@ class Dataplane:
         self.io_errors[key] = self.io_errors.get(key, 0) + 1
 
     # -- the two directions -------------------------------------------------------------------
-    def _perform(self, actions: List[Tuple[int, object, bytes]]) -> None:
+    def _perform(self, actions: List[Tuple[int, object, bytes]],
+                 vnet: bytes = gro.PLAIN) -> None:
         for kind, where, data in actions:
             if kind == SEND:
                 self._sender.add(where, data)  # type: ignore[arg-type]
@@ -142,9 +174,11 @@ class Dataplane:
                     continue
                 try:
                     if fd in self._vnet:
-                        os.writev(fd, (tso.PLAIN, data))
-                    else:
+                        os.writev(fd, (vnet, data))
+                    elif vnet is gro.PLAIN:
                         os.write(fd, data)
+                    else:  # a merged frame, but the TAP was swapped for a plain one
+                        self._error("tap-write", OSError(errno.EPROTONOSUPPORT, "no vnet"))
                 except OSError as e:
                     self._error("tap-write", e)
 
@@ -192,11 +226,96 @@ class Dataplane:
             if actions:
                 self._perform(actions)
             return True
+        if self.features["coalesce"]:
+            merged = self.merged
+            for dgram, packets, extra, vnet in gro.coalesce(data, size):
+                actions = core.from_underlay(src, dgram, packets, extra)
+                if actions:
+                    self._perform(actions, vnet)
+                if packets > 1:
+                    merged[0] += 1
+                    merged[1] += packets
+            return True
         for off in range(0, len(data), size):
             actions = core.from_underlay(src, data[off:off + size])
             if actions:
                 self._perform(actions)
         return True
+
+    def _loop(self) -> None:
+        """Both directions in one thread: what the underlay brings is written to a TAP, and the
+        endpoint's answer (made by its kernel during that very write) is read before sleeping."""
+        sock = self.sock
+        wakes = [self._pipes["rx"][0], self._pipes["tx"][0]]
+        receive = self._receive_gro if self.features["gro"] else self._receive_one
+        flush = self._sender.flush
+        read_tap = self._read_tap
+        error = self._error
+        while not self._stopping:
+            taps = list(self.taps.items())
+            fds: List[Any] = [sock, *wakes, *(fd for _, fd in taps)]
+            try:
+                ready, _, _ = select.select(fds, [], [], 1.0)
+            except (OSError, ValueError):
+                if self._stopping:
+                    return
+                continue  # a TAP was closed under us; the next round takes the new set
+            for w in wakes:
+                if w in ready:
+                    self._drain(w)
+            busy = True
+            while busy and not self._stopping:
+                busy = False
+                for _ in range(_READ_BUDGET):
+                    try:
+                        if not receive():
+                            break
+                    except OSError as e:
+                        error("recv", e)
+                    busy = True
+                for port, fd in taps:
+                    if read_tap(port, fd):
+                        busy = True
+                flush()
+
+    def _read_tap(self, port: int, fd: int) -> int:
+        """Forward up to a budget of frames from one TAP; returns how many were read."""
+        vnet = fd in self._vnet
+        plain = tso.PLAIN
+        frames: List[bytes] = []
+        n = 0
+        read = os.read
+        for n in range(_READ_BUDGET):  # noqa: B007
+            try:
+                frame = read(fd, _MAX_READ)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                self._error("tap-read", e)
+                break
+            if vnet:
+                if frame[:tso.VNET_LEN] != plain:
+                    self._forward(port, frames)
+                    frames = []
+                    self._from_vnet_tap(port, frame)  # offloads: segment, finish checksums
+                    continue
+                frame = frame[tso.VNET_LEN:]
+            frames.append(frame)
+        else:
+            n = _READ_BUDGET
+        self._forward(port, frames)
+        return n
+
+    def _forward(self, port: int, frames: List[bytes]) -> None:
+        """Frames read from one TAP, in order, through the VTEP and out."""
+        if not frames:
+            return
+        add = self._sender.add
+        for kind, where, data in self.core.from_port_batch(port, frames):
+            if kind == SEND:
+                add(where, data)  # type: ignore[arg-type]
+            else:
+                self._perform([(kind, where, data)])
 
     def _tx_loop(self) -> None:
         core = self.core
