@@ -8,12 +8,10 @@ packet starts inside one of them.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS_DIR = ROOT / "agents"
@@ -22,57 +20,10 @@ for _p in (str(ROOT), str(AGENTS_DIR)):
         sys.path.insert(0, _p)
 
 from overlay_agent.io import netns  # noqa: E402
+from pytest_overlay.lab.agentproc import AgentProc  # noqa: E402
 from pytest_overlay.lab.netlab import NetLab  # noqa: E402
 from pytest_overlay.lab.topology import LabTopology  # noqa: E402
 from pytest_overlay.naming import kill_processes, namespaces, new_prefix  # noqa: E402
-
-
-class AgentProc:
-    """``python -m overlay_agent --netns NS``, called synchronously (one request, one answer)."""
-
-    def __init__(self, ns: str, log: Path, env: Optional[Dict[str, str]] = None) -> None:
-        self.netns = ns
-        self._log = open(log, "wb")  # noqa: SIM115
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "overlay_agent", "--netns", ns],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            cwd=str(AGENTS_DIR), start_new_session=True, env=full_env,
-        )
-        self._id = 0
-
-    def call(self, method: str, **params: Any) -> Any:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._id += 1
-        msg = {"id": self._id, "method": method, "params": params}
-        self.proc.stdin.write((json.dumps(msg) + "\n").encode())
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"agent in {self.netns} exited (code {self.proc.poll()})")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(f"{method}: {answer['error']}")
-        return answer["result"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.call("shutdown")
-            except Exception:
-                pass
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            except Exception:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 class BenchLab:

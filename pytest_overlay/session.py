@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_overlay.errors import AgentError, OverlayError
 from pytest_overlay.models import EndpointPlan, HostPlan, HostReport, NetworkSpec, RunPlan
@@ -92,6 +92,16 @@ class OverlaySession:
             raise AgentError(host, st.error or "the agent is not running")
         assert st.handle is not None
         return st.handle.client
+
+    def unavailable(self, *hosts: str) -> Optional[Tuple[str, str]]:
+        """(outcome, why) for the first of ``hosts`` that cannot take part, else None: a host
+        that lacks a capability makes its checks ``skip``; any other trouble ``error``."""
+        for host in hosts:
+            st = self.hosts[host]
+            if not st.ok:
+                return ("skip" if st.missing else "error",
+                        f"host {host} is not available: {st.error or 'agent down'}")
+        return None
 
     async def start(self) -> None:
         t0 = time.monotonic()

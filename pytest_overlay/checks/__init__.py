@@ -8,9 +8,12 @@ runs over it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from types import ModuleType
-from typing import Dict, List
+from typing import Any, Awaitable, Callable, Dict, List, TypeVar
+
+T = TypeVar("T")
 
 CHECKS: Dict[str, str] = {
     "ports": "pytest_overlay.checks.ports",
@@ -25,6 +28,24 @@ CHECKS: Dict[str, str] = {
 AUDIT: List[str] = ["ports", "pmtu", "overhead", "control-plane", "reachability", "isolation", "mtu"]
 #: audit checks that run before the user's own tests (the underlay, before any overlay traffic)
 BEFORE_TESTS: List[str] = ["ports"]
+
+
+def once_per_session(cache: Any, session: Any, measure: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+    """Measure once per session and share the result with every check that asks (pmtu's path
+    MTUs feed overhead and mtu): concurrent callers wait for the same measurement."""
+    async def run() -> T:
+        fut = cache.get(session)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            cache[session] = fut
+            try:
+                fut.set_result(await measure())
+            except BaseException as e:
+                fut.set_exception(e)
+                raise
+        return await asyncio.shield(fut)
+
+    return run()
 
 
 def get(name: str) -> ModuleType:

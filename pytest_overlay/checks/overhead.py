@@ -18,8 +18,8 @@ import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
+from pytest_overlay.checks import once_per_session, reachability
 from pytest_overlay.checks import pmtu as pmtu_check
-from pytest_overlay.checks import reachability
 from pytest_overlay.errors import OverlayError
 from pytest_overlay.models import CheckResult, EndpointPlan, RunPlan
 from pytest_overlay.session import OverlaySession
@@ -87,27 +87,16 @@ async def largest_inner(client: Any, ep: EndpointPlan, dst: str, mtu: int,
 
 
 async def measure(session: OverlaySession) -> Dict[str, CheckResult]:
-    fut = _cache.get(session)
-    if fut is None:
-        fut = asyncio.get_running_loop().create_future()
-        _cache[session] = fut
-        try:
-            fut.set_result(await _measure(session))
-        except BaseException as e:
-            fut.set_exception(e)
-            raise
-    return await asyncio.shield(fut)
+    return await once_per_session(_cache, session, lambda: _measure(session))
 
 
 async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, vni: int,
                 path: Dict[str, Any], limit: asyncio.Semaphore) -> CheckResult:
     started = time.monotonic()
     base: Dict[str, Any] = {"check": NAME, "src": src.label, "dst": dst.label, "vni": vni}
-    for host in (src.host, dst.host):
-        st = session.hosts[host]
-        if not st.ok:
-            return CheckResult(**base, outcome="skip" if st.missing else "error",
-                               message=f"host {host} is not available: {st.error or 'agent down'}")
+    down = session.unavailable(src.host, dst.host)
+    if down is not None:
+        return CheckResult(**base, outcome=down[0], message=down[1])  # type: ignore[arg-type]
     underlay = next(h.underlay for h in session.plan.hosts if h.name == src.host)
     expect = expected_overhead(underlay)
     net = next(n for n in session.plan.networks if n.vni == vni)

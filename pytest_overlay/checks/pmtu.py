@@ -19,6 +19,7 @@ import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
+from pytest_overlay.checks import once_per_session
 from pytest_overlay.errors import OverlayError
 from pytest_overlay.models import CheckResult, HostPlan, RunPlan
 from pytest_overlay.session import OverlaySession
@@ -47,16 +48,7 @@ def icmp_name(addr: str) -> str:
 
 async def measure(session: OverlaySession) -> Dict[Tuple[str, str], Dict[str, Any]]:
     """Raw results by (src host, dst host), measured once per session (other checks reuse it)."""
-    fut = _cache.get(session)
-    if fut is None:
-        fut = asyncio.get_running_loop().create_future()
-        _cache[session] = fut
-        try:
-            fut.set_result(await _measure(session))
-        except BaseException as e:
-            fut.set_exception(e)
-            raise
-    return await asyncio.shield(fut)
+    return await once_per_session(_cache, session, lambda: _measure(session))
 
 
 async def _measure(session: OverlaySession) -> Dict[Tuple[str, str], Dict[str, Any]]:

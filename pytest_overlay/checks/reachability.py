@@ -61,11 +61,9 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
                 limit: asyncio.Semaphore) -> CheckResult:
     started = time.monotonic()
     base: Dict[str, Any] = {"check": NAME, "src": src.label, "dst": dst.label, "vni": vni}
-    for host in (src.host, dst.host):
-        st = session.hosts[host]
-        if not st.ok:
-            return CheckResult(**base, outcome="skip" if st.missing else "error",
-                               message=f"host {host} is not available: {st.error or 'agent down'}")
+    down = session.unavailable(src.host, dst.host)
+    if down is not None:
+        return CheckResult(**base, outcome=down[0], message=down[1])  # type: ignore[arg-type]
     client = session.client(src.host)
     async with limit:
         try:
@@ -77,12 +75,10 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
             return CheckResult(**base, outcome="error", message=e.message,
                                duration_ms=(time.monotonic() - started) * 1000)
     # A host that died while we probed makes its pairs errors, not network failures.
-    for host in (src.host, dst.host):
-        st = session.hosts[host]
-        if not st.ok:
-            return CheckResult(**base, outcome="error",
-                               message=f"host {host} is not available: {st.error or 'agent down'}",
-                               duration_ms=(time.monotonic() - started) * 1000)
+    down = session.unavailable(src.host, dst.host)
+    if down is not None:
+        return CheckResult(**base, outcome=down[0], message=down[1],  # type: ignore[arg-type]
+                           duration_ms=(time.monotonic() - started) * 1000)
     outcome, message = judge(ping, tcp)
     rtts = ping.get("rtts_ms") or []
     details: Dict[str, Any] = {

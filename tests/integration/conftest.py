@@ -5,65 +5,18 @@ Everything made here carries a fresh run prefix and is removed after the test, w
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
+from pytest_overlay.lab.agentproc import AgentProc
 from pytest_overlay.lab.netlab import NetLab
 from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.naming import kill_processes, namespaces, new_prefix
 
 AGENTS_DIR = Path(__file__).resolve().parents[2] / "agents"
-
-
-class AgentProc:
-    """An agent started with ``python -m overlay_agent --netns NS``, called synchronously."""
-
-    def __init__(self, netns: str, log: Path) -> None:
-        self.netns = netns
-        self._log = open(log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "overlay_agent", "--netns", netns],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            cwd=str(AGENTS_DIR), start_new_session=True,
-        )
-        self._id = 0
-
-    def call(self, method: str, **params: Any) -> Any:
-        """One request, one answer (no concurrency); raises RuntimeError on an agent error."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._id += 1
-        self.proc.stdin.write((json.dumps({"id": self._id, "method": method, "params": params}) + "\n").encode())
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"agent in {self.netns} exited (code {self.proc.poll()})")
-        msg = json.loads(line)
-        if "error" in msg:
-            raise RuntimeError(f"{method}: {msg['error']}")
-        return msg["result"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.call("shutdown")
-            except Exception:
-                pass
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            except Exception:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 class Lab:
