@@ -131,3 +131,21 @@ def test_endpoints_made_later_are_registered_and_removed_by_their_agent(rl: Raft
                                 interval=0.02)["received"] > 0
     rl.agents["h2"].call("remove_endpoint", name="late")
     rl.wait_all(lambda a: a.call("raft_wait", key=key, absent=True, timeout=5)["ok"])
+
+
+def test_a_new_host_joins_a_running_overlay(make_lab: Any) -> None:
+    """A host that was not there when the overlay started joins as a replica, registers its
+    endpoint by a Raft write, and every replica learns it; traffic flows both ways."""
+    rl = RaftLab(make_lab(5), 5, voters=3)
+    for h in rl.hosts[:4]:
+        rl.start_host(h, publish=False)
+    for h in rl.hosts[:4]:
+        rl.agents[h].call("raft_publish", deadline=30.0)
+    rl.wait_all(lambda a: a.call("raft_wait", endpoints=4, timeout=20)["ok"])
+    assert rl.ping("h1", "h5", count=2)["received"] == 0  # not there yet
+    rl.start_host("h5")
+    rl.wait_all(lambda a: a.call("raft_wait", endpoints=5, timeout=20)["ok"])
+    for h in ("h1", "h2", "h3", "h4"):
+        assert "h5" in rl.agents[h].call("raft_table")["table"]["members"]
+    assert rl.ping("h5", "h1")["received"] > 0
+    assert rl.ping("h1", "h5")["received"] > 0
