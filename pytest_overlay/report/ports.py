@@ -43,7 +43,7 @@ def table(results: List[CheckResult]) -> Table:
     for k in KINDS:
         t.add_column(f"{HEAD[k]} {ports.get(k, '')}".strip(), justify="center")
     for k in extra:
-        t.add_column(k, justify="center")
+        t.add_column(k.replace("/", " "), justify="center")  # wraps as "2377" / "tcp"
     t.add_column("outcome")
     order = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
     for r in sorted(results, key=lambda r: (order.get(r.outcome, 9), r.src or "", r.dst or "")):

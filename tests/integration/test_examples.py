@@ -91,7 +91,7 @@ def test_swarm_preflight_local_command_passes_with_the_swarm_ports(tmp_path: Pat
         assert {k: probes[k]["verdict"] for k in (*SWARM_PORTS, "vxlan")} == dict.fromkeys(
             (*SWARM_PORTS, "vxlan"), "pass"), r
         assert probes["7946/udp"]["received"] == probes["7946/udp"]["sent"] > 0
-    assert "7946/udp" in proc.stdout  # the ports table has its column
+    assert "7946 udp" in proc.stdout  # the ports table has its column
 
 
 def test_swarm_preflight_names_gossip_udp_blocked_into_one_host(tmp_path: Path) -> None:

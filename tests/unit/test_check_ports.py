@@ -147,5 +147,5 @@ def test_table_has_a_column_per_extra_port() -> None:
     report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="",
                     finished_at="", hosts=[], networks=[], results=[bad], summary={})
     text = render(report, width=200)
-    assert "2377/tcp" in text and "7946/udp" in text
+    assert "2377 tcp" in text and "7946 udp" in text
     assert "blocked 0/5 (asym)" in text
