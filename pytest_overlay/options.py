@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Tuple
 
 import pytest
 from pydantic import ValidationError
@@ -53,7 +54,15 @@ def _raft_port(config: pytest.Config) -> int:
     return port
 
 
+def _extra_ports(config: pytest.Config) -> List[Tuple[int, str]]:
+    from pytest_overlay.portspec import parse_ports
+
+    spec = config.getoption("overlay_ports", None)
+    return [] if spec is None else parse_ports(spec)
+
+
 def run_from_options(config: pytest.Config) -> OverlayRun:
+    extra = _extra_ports(config)  # errors before any run exists
     hosts = config.getoption("overlay_hosts")
     if hosts is not None:
         from pytest_overlay.options_ssh import ssh_run
@@ -61,6 +70,7 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
         mode, port = _control_plane(config), _raft_port(config)
         remote = ssh_run(config, hosts, _prefix(config))
         remote.control_plane, remote.raft_port = mode, port
+        remote.extra_ports = extra
         return remote
     local = str(config.getoption("overlay_local"))
     network = default_network(config)
@@ -81,4 +91,5 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
     mode, port = _control_plane(config), _raft_port(config)  # errors before any run exists
     run = OverlayRun.local(topology, network, prefix=prefix, control_plane=mode)
     run.raft_port = port
+    run.extra_ports = extra
     return run

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pytest_overlay import __version__, checks
 from pytest_overlay.aio import LoopThread
@@ -38,6 +38,7 @@ class OverlayRun:
         self.mode = mode
         self.control_plane = control_plane
         self.raft_port = 7946  # --overlay-raft-port
+        self.extra_ports: List[Tuple[int, str]] = []  # --overlay-ports
         self.prefix = prefix or new_prefix()
         self.topology = topology
         self.started_at = _now()
@@ -132,6 +133,7 @@ class OverlayRun:
         self._session = OverlaySession(self.plan, self.prefix, starter,
                                        control_plane=self.control_plane)
         self._session.raft_port = self.raft_port
+        self._session.extra_ports = list(self.extra_ports)  # --overlay-ports
         if self.evidence_dir is not None:
             from pytest_overlay import evidence
 

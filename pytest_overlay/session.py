@@ -83,6 +83,7 @@ class OverlaySession:
         self.control_plane = control_plane
         self.raft: Any = None  # controlplane.RaftInfo in raft mode
         self.raft_port = 7946
+        self.extra_ports: List[Tuple[int, str]] = []  # --overlay-ports, for the ports check
         self.hosts: Dict[str, HostState] = {h.name: HostState(h) for h in plan.hosts}
         self.timings: Dict[str, float] = {}
 

@@ -22,6 +22,7 @@ from overlay_agent.isolation import IsolationOps
 from overlay_agent.methods import rpc
 from overlay_agent.pmtu_methods import PmtuMethods
 from overlay_agent.portaudit import PortAudit
+from overlay_agent.udpaudit import UdpAudit
 from overlay_agent.wire.ethernet import mac_to_bytes
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -74,7 +75,7 @@ def _in_proc_modules(name: str) -> bool:
         return False
 
 
-class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, IsolationOps, EvidenceOps):
+class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, EvidenceOps):
     """Everything one agent made on its host, and how to take it all away again."""
 
     def __init__(self) -> None:
@@ -256,6 +257,7 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, IsolationOps, EvidenceOps
             except Exception as e:  # keep going: the rest must still be removed
                 sys.stderr.write(f"overlay-agent: clean-up of {name} failed: {e}\n")
         self._pmtu_cleanup()
+        self.unlisten_udp()
         if self.dataplane is not None:
             self.dataplane.stop()
             self.dataplane = None

@@ -23,6 +23,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_overlay import evidence
+from pytest_overlay.checks import ports_extra
 from pytest_overlay.errors import OverlayError
 from pytest_overlay.models import CheckResult, HostPlan, RunPlan
 from pytest_overlay.session import OverlaySession
@@ -103,6 +104,8 @@ _WHY = {
 
 
 def describe(kind: str, probe: Dict[str, Any]) -> str:
+    if kind not in KINDS:  # an extra port (--overlay-ports), keyed "PORT/PROTO"
+        return ports_extra.describe(kind, probe, _WHY)
     port = probe.get("port")
     label = {"vxlan": f"VXLAN {port}/udp", "udp": f"random-payload UDP {port}/udp",
              "raft": f"Raft {port}/tcp", "ssh": f"SSH {port}/tcp"}[kind]
@@ -116,12 +119,16 @@ def describe(kind: str, probe: Dict[str, Any]) -> str:
 def judge(src: str, dst: str, probes: Dict[str, Dict[str, Any]],
           reverse: Optional[Dict[str, Dict[str, Any]]]) -> Tuple[str, str, List[str]]:
     """Outcome, message and the asymmetric kinds for one ordered pair's probe results."""
-    bad = [k for k in KINDS if k in probes and probes[k]["verdict"] not in OK_VERDICTS]
-    lossy = [describe(k, probes[k]) for k in KINDS
-             if k in probes and probes[k]["verdict"] == "lossy"]
+    keys = [k for k in KINDS if k in probes] + [k for k in probes if k not in KINDS]
+    ok = (*OK_VERDICTS, ports_extra.UNVERIFIED)
+    bad = [k for k in keys if probes[k]["verdict"] not in ok]
+    lossy = [describe(k, probes[k]) for k in keys
+             if probes[k]["verdict"] in ("lossy", ports_extra.UNVERIFIED)]
     if not bad:
         note = f" ({'; '.join(lossy)})" if lossy else ""
-        return "pass", f"VXLAN, random UDP, Raft and SSH ports all open{note}", []
+        more = [k for k in keys if k not in KINDS]
+        also = f"; also {', '.join(more)}" if more else ""
+        return "pass", f"VXLAN, random UDP, Raft and SSH ports all open{also}{note}", []
     asym = [k for k in bad
             if reverse and (reverse.get(k) or {}).get("verdict") in OK_VERDICTS]
     parts = []
@@ -143,15 +150,17 @@ def judge(src: str, dst: str, probes: Dict[str, Dict[str, Any]],
 
 # -- probing ----------------------------------------------------------------------------------
 async def _send(session: OverlaySession, a: HostPlan, b: HostPlan, ids: Dict[str, str],
-                ports: Dict[str, int], limit: asyncio.Semaphore) -> Dict[str, Any]:
+                ports: Dict[str, int], limit: asyncio.Semaphore,
+                extra: Optional[List[Tuple[int, str]]] = None) -> Dict[str, Any]:
     client = session.client(a.name)
     calls = [client.call("send_probes", dst=b.underlay, probe_id=ids[kind], kind=kind,
                          port=session.plan.vxlan_port, count=PROBES) for kind in UDP_KINDS]
     calls += [client.call("tcp_connect", dst=b.underlay, port=ports[kind], timeout=TCP_TIMEOUT_S,
                           rpc_timeout=TCP_TIMEOUT_S + 30) for kind in TCP_KINDS]
+    more = ports_extra.send_calls(client, b.underlay, ids, extra or [], PROBES, TCP_TIMEOUT_S)
     async with limit:  # the four probes of a pair at once: two filtered ports cost 3 s, not 6
-        answers = await asyncio.gather(*calls)
-    return dict(zip(UDP_KINDS + TCP_KINDS, answers))
+        answers = await asyncio.gather(*calls, *(c for _, c in more))
+    return dict(zip([*UDP_KINDS, *TCP_KINDS, *(k for k, _ in more)], answers))
 
 
 async def _collect(session: OverlaySession, want: Dict[str, List[str]],
@@ -179,31 +188,45 @@ async def run(session: OverlaySession) -> List[CheckResult]:
     started = time.monotonic()
     live = [h.name for h in plan.hosts if session.hosts[h.name].ok]
     token = secrets.token_hex(4)
-    ids = {(a.name, b.name): {k: f"{token}{i}{k[0]}" for k, i in zip(UDP_KINDS, (2 * n, 2 * n + 1))}
+    extra = ports_extra.extras(session)
+    ids = {(a.name, b.name): {**{k: f"{token}{i}{k[0]}"
+                                 for k, i in zip(UDP_KINDS, (2 * n, 2 * n + 1))},
+                              **ports_extra.probe_ids(token, n, extra)}
            for n, (a, b) in enumerate(pairs)}
     listeners: Dict[str, Dict[str, str]] = {}
+    udp_listeners: Dict[str, Dict[str, str]] = {}
 
     async def listen(host: str) -> None:
-        res = await session.client(host).call("listen_tcp", ports=sorted(set(ports.values())))
+        tcp = sorted(set(ports.values()) | set(ports_extra.tcp_of(extra)))
+        res = await session.client(host).call("listen_tcp", ports=tcp)
         listeners[host] = res.get("ports", {})
 
-    await asyncio.gather(*(listen(h) for h in live), return_exceptions=True)
     sent: Dict[Tuple[str, str], Any] = {}
-    try:
+    extra_logs: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    try:  # the listeners are closed in the finally, also when opening them failed half-way
+        await asyncio.gather(*(listen(h) for h in live), return_exceptions=True)
+        udp_listeners = await ports_extra.listen_udp(session, live, extra)
         limits = {h.name: asyncio.Semaphore(PER_HOST_PARALLEL) for h in plan.hosts}
         todo = [(a, b) for a, b in pairs if a.name in live and b.name in live]
         outs = await asyncio.gather(*(_send(session, a, b, ids[(a.name, b.name)], ports,
-                                            limits[a.name]) for a, b in todo),
+                                            limits[a.name], extra) for a, b in todo),
                                     return_exceptions=True)
         sent = {(a.name, b.name): o for (a, b), o in zip(todo, outs)}
         want: Dict[str, List[str]] = {}
+        want_extra: Dict[str, List[Tuple[int, str]]] = {}
         for (sa, sb), o in sent.items():
             if not isinstance(o, BaseException):
-                want.setdefault(sb, []).extend(ids[(sa, sb)].values())
-        logs = await _collect(session, want, time.monotonic() + WAIT_S)
+                want.setdefault(sb, []).extend(ids[(sa, sb)][k] for k in UDP_KINDS)
+                want_extra.setdefault(sb, []).extend(
+                    (p, ids[(sa, sb)][f"{p}/udp"]) for p in ports_extra.udp_of(extra))
+        deadline = time.monotonic() + WAIT_S
+        logs, extra_logs = await asyncio.gather(
+            _collect(session, want, deadline),
+            ports_extra.collect(session, want_extra, PROBES, deadline))
     finally:
         await asyncio.gather(*(session.client(h).call("unlisten_tcp") for h in live
                                if session.hosts[h].ok), return_exceptions=True)
+        await ports_extra.unlisten(session, live, extra)
 
     per_pair: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {}
     for (sa, sb), o in sent.items():
@@ -222,6 +245,19 @@ async def run(session: OverlaySession) -> List[CheckResult]:
             r["listener"] = listeners.get(sb, {}).get(str(ports[kind]))
             r["verdict"] = tcp_verdict(str(r.get("state")), r["listener"])
             probes[kind] = r
+        for p, proto in extra:
+            key = f"{p}/{proto}"
+            if proto == "udp":
+                entry = extra_logs.get(sb, {}).get(str(p), {}).get(ids[(sa, sb)][key], {})
+                probes[key] = ports_extra.udp_result(
+                    p, o[key], int(entry.get("count", 0)),
+                    udp_listeners.get(sb, {}).get(str(p)), udp_verdict)
+            else:
+                r = dict(o[key])
+                r["proto"] = "tcp"
+                r["listener"] = listeners.get(sb, {}).get(str(p))
+                r["verdict"] = tcp_verdict(str(r.get("state")), r["listener"])
+                probes[key] = r
         per_pair[(sa, sb)] = probes
 
     results = []
@@ -249,6 +285,6 @@ async def run(session: OverlaySession) -> List[CheckResult]:
         by_name = {h.name: h for h in plan.hosts}
         a, b = by_name[str(result.src)], by_name[str(result.dst)]
         await _send(session, a, b, {k: secrets.token_hex(4) for k in UDP_KINDS}, ports,
-                    asyncio.Semaphore(1))
+                    asyncio.Semaphore(1))  # (the extra ports' listeners are closed by now)
 
     return await evidence.after_check(session, NAME, results, reprobe=reprobe)

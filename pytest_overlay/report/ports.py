@@ -18,13 +18,14 @@ def _cell(probe: Dict[str, Any], kind: str, asym: List[str]) -> Text:
     if not probe:
         return Text("-", style="dim")
     v = str(probe.get("verdict", "?"))
-    if kind in ("vxlan", "udp"):
+    if kind in ("vxlan", "udp") or (probe.get("proto") == "udp" and v != "unverified"):
         label = "ok" if v == "pass" else f"{v} {probe.get('received', 0)}/{probe.get('sent', 0)}"
     else:
         label = "open" if v == "pass" else v
     if kind in asym:
         label += " (asym)"
-    style = STYLE["pass"] if v == "pass" else STYLE["skip"] if v == "lossy" else STYLE["fail"]
+    style = (STYLE["pass"] if v == "pass" else STYLE["skip"] if v in ("lossy", "unverified")
+             else STYLE["fail"])
     return Text(label, style=style)
 
 
@@ -33,6 +34,7 @@ def table(results: List[CheckResult]) -> Table:
     for r in results:
         for k, p in ((r.details or {}).get("probes") or {}).items():
             ports.setdefault(k, p.get("port"))
+    extra = [k for k in ports if k not in KINDS]  # --overlay-ports, keyed "PORT/PROTO"
     t = Table(title="Underlay ports", title_justify="left",
               caption="per ordered host pair, before any overlay traffic; (asym): the reverse "
                       "direction passes", caption_justify="left")
@@ -40,12 +42,14 @@ def table(results: List[CheckResult]) -> Table:
     t.add_column("dst")
     for k in KINDS:
         t.add_column(f"{HEAD[k]} {ports.get(k, '')}".strip(), justify="center")
+    for k in extra:
+        t.add_column(k.replace("/", " "), justify="center")  # wraps as "2377" / "tcp"
     t.add_column("outcome")
     order = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
     for r in sorted(results, key=lambda r: (order.get(r.outcome, 9), r.src or "", r.dst or "")):
         probes = (r.details or {}).get("probes") or {}
         asym = list((r.details or {}).get("asymmetric") or [])
-        cells = [_cell(probes.get(k) or {}, k, asym) for k in KINDS]
+        cells = [_cell(probes.get(k) or {}, k, asym) for k in (*KINDS, *extra)]
         t.add_row(Text(r.src or ""), Text(r.dst or ""), *cells,
                   Text(r.outcome, style=STYLE[r.outcome]))
     return t

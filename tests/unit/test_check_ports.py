@@ -96,3 +96,56 @@ def test_table_puts_failures_first_and_marks_asymmetry() -> None:
     assert "Underlay ports" in text and "blocked 0/3 (asym)" in text
     assert text.index("blocked 0/3") < text.index("│ a   │ b ")
     assert ports_report.section(report)
+
+
+def _swarm(**verdicts: str) -> Dict[str, Dict[str, Any]]:
+    out = probes()
+    for key in ("2377/tcp", "7946/tcp", "7946/udp"):
+        v = verdicts.get(key, "pass")
+        port, proto = key.split("/")
+        entry: Dict[str, Any] = {"port": int(port), "proto": proto, "verdict": v}
+        if proto == "udp":
+            entry.update(sent=5, received={"pass": 5, "lossy": 2}.get(v, 0), listener="ours")
+        out[key] = entry
+    return out
+
+
+def test_extra_ports_pass_are_listed() -> None:
+    outcome, message, asym = ports.judge("a", "b", _swarm(), _swarm())
+    assert (outcome, asym) == ("pass", [])
+    assert message.endswith("all open; also 2377/tcp, 7946/tcp, 7946/udp")
+
+
+def test_extra_udp_blocked_one_way_is_named_and_asymmetric() -> None:
+    outcome, message, asym = ports.judge("h1", "h3", _swarm(**{"7946/udp": "blocked"}), _swarm())
+    assert outcome == "fail" and asym == ["7946/udp"]
+    assert message == ("h1->h3: 7946/udp blocked (0 of 5 probes arrived); "
+                       "asymmetric: h3->h1 passes")
+
+
+def test_extra_tcp_filtered_both_ways_is_not_asymmetric() -> None:
+    both = _swarm(**{"2377/tcp": "filtered"})
+    outcome, message, asym = ports.judge("a", "b", both, both)
+    assert outcome == "fail" and asym == []
+    assert "2377/tcp filtered (no answer to the SYN (dropped on the path))" in message
+
+
+def test_extra_udp_held_by_another_program_is_unverified_not_failed() -> None:
+    p = _swarm()
+    p["7946/udp"] = {"port": 7946, "proto": "udp", "verdict": "unverified", "sent": 5,
+                     "received": 0, "error": "held by serf"}
+    outcome, message, _ = ports.judge("a", "b", p, None)
+    assert outcome == "pass" and "7946/udp unverified (held by serf)" in message
+
+
+def test_table_has_a_column_per_extra_port() -> None:
+    from pytest_overlay.models import CheckResult, Report
+
+    bad = CheckResult(check="ports", src="h1", dst="h3", outcome="fail", message="x",
+                      details={"probes": _swarm(**{"7946/udp": "blocked"}),
+                               "asymmetric": ["7946/udp"]})
+    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="",
+                    finished_at="", hosts=[], networks=[], results=[bad], summary={})
+    text = render(report, width=200)
+    assert "2377 tcp" in text and "7946 udp" in text
+    assert "blocked 0/5 (asym)" in text
