@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from overlay_agent.core import probelog
 
@@ -83,6 +83,24 @@ def tcp_connect(src: str, dst: str, port: int, timeout: float = 1.0) -> Dict[str
     return res
 
 
+def bind_listener(address: str, port: int, kind: int) -> Tuple[Optional[socket.socket], str]:
+    """A TCP (listening) or UDP (non-blocking) socket on ``address:port``, and its state:
+    ``ours``, ``in-use`` (someone else holds the port: the probe reaches them) or ``error: ...``."""
+    s = socket.socket(_family(address), kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        if kind == socket.SOCK_STREAM:
+            s.listen(64)
+        else:
+            s.setblocking(False)
+    except OSError as e:
+        s.close()
+        return None, "in-use" if e.errno == errno.EADDRINUSE else f"error: {e.strerror}"
+    return s, "ours"
+
+
 class Listeners:
     """Short-lived TCP listeners so a connect has something to reach (closed after the audit).
 
@@ -99,17 +117,9 @@ class Listeners:
             if port in self.socks:
                 out[str(port)] = "ours"
                 continue
-            s = socket.socket(_family(address), socket.SOCK_STREAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((address, port))
-                s.listen(64)
-            except OSError as e:
-                s.close()
-                out[str(port)] = "in-use" if e.errno == errno.EADDRINUSE else f"error: {e.strerror}"
-                continue
-            self.socks[port] = s
-            out[str(port)] = "ours"
+            s, out[str(port)] = bind_listener(address, port, socket.SOCK_STREAM)
+            if s is not None:
+                self.socks[port] = s
         return out
 
     def close(self) -> int:

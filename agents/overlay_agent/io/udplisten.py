@@ -7,13 +7,13 @@ alone and reported ``in-use``: probes to it then go to that service and cannot b
 
 from __future__ import annotations
 
-import errno
 import selectors
 import socket
 import threading
 from typing import Dict, List, Optional
 
 from overlay_agent.core.portlogs import PortLogs
+from overlay_agent.io.portprobe import bind_listener
 
 _POLL_S = 0.2
 
@@ -34,17 +34,9 @@ class UdpListeners:
             if port in self.socks:
                 out[str(port)] = "ours"
                 continue
-            s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET,
-                              socket.SOCK_DGRAM)
-            try:
-                s.bind((address, port))
-                s.setblocking(False)
-            except OSError as e:
-                s.close()
-                out[str(port)] = "in-use" if e.errno == errno.EADDRINUSE else f"error: {e.strerror}"
-                continue
-            self.socks[port] = s
-            out[str(port)] = "ours"
+            s, out[str(port)] = bind_listener(address, port, socket.SOCK_DGRAM)
+            if s is not None:
+                self.socks[port] = s
         if self.socks and self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._serve, args=(dict(self.socks),),
