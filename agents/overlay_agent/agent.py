@@ -8,6 +8,7 @@ import platform
 import re
 import socket
 import sys
+import threading
 from typing import Any, Dict, List, Optional
 
 from overlay_agent import PROTOCOL_VERSION, __version__
@@ -81,7 +82,7 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
     def __init__(self) -> None:
         self.host = ""
         self.prefix = ""
-        self.core = VtepCore()
+        self.core = VtepCore(lock=threading.RLock())
         self.dataplane: Optional[Dataplane] = None
         self.networks: Dict[str, Dict[str, Any]] = {}
         self.endpoints: Dict[str, Endpoint] = {}

@@ -39,7 +39,8 @@ def test_isolation_check_passes_and_removes_its_network(run: OverlayRun) -> None
     # The mirror endpoints are gone, the first network still works.
     assert not [n for n in namespaces(run.prefix) if n.endswith("-iso")]
     reach = run.check("reachability")
-    assert {r.outcome for r in reach.values()} == {"pass"}
+    assert {r.outcome for r in reach.values()} == {"pass"}, [
+        f"{tid}: {r.message}" for tid, r in reach.items() if r.outcome != "pass"]
     # Captures were closed with the endpoints; a second capture_read has nothing to read.
     with pytest.raises(Exception, match="no capture running"):
         run.call("h1", "capture_read", endpoint="e0")

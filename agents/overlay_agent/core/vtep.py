@@ -14,8 +14,9 @@ split by direction: the receive path and the transmit path each own theirs.
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, ContextManager, Dict, FrozenSet, List, Optional, Tuple
 
 from overlay_agent.core.probelog import PROBE_VNI, ProbeLog
 from overlay_agent.wire.vxlan import FLAG_I, HEADER_LEN
@@ -94,7 +95,12 @@ class Counters:
 class VtepCore:
     """Forwarding state of one VTEP: local ports, remote mappings, accepted member VTEPs."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock: Optional[ContextManager[Any]] = None) -> None:
+        """``lock``: held around every control-side change (an ``RLock`` where more than one
+        thread configures: the agent's RPC thread and its Raft sync thread). Each change copies
+        the state and swaps it in; without the lock two concurrent changes could each swap in a
+        copy that lacks the other's. The data path never takes it."""
+        self._lock: ContextManager[Any] = lock if lock is not None else contextlib.nullcontext()
         self.vnis: Dict[int, VniState] = {}
         #: port id -> (vni, mac)
         self.ports: Dict[int, Tuple[int, bytes]] = {}
@@ -106,20 +112,50 @@ class VtepCore:
         # The configuration the VniStates are built from (control side only).
         self._networks: Dict[int, Dict[str, object]] = {}
 
-    # -- control side -------------------------------------------------------------------------
+    # -- control side: every change under the lock ------------------------------------------
     def add_network(self, vni: int) -> None:
+        with self._lock:
+            self._add_network(vni)
+
+    def remove_network(self, vni: int) -> None:
+        with self._lock:
+            self._remove_network(vni)
+
+    def add_port(self, port_id: int, vni: int, mac: bytes, ip: Optional[bytes]) -> None:
+        """A local endpoint on ``vni`` with its MAC and packed IPv4 address."""
+        with self._lock:
+            self._add_port(port_id, vni, mac, ip)
+
+    def remove_port(self, port_id: int) -> None:
+        with self._lock:
+            self._remove_port(port_id)
+
+    def set_remote(
+        self, vni: int, entries: List[Tuple[bytes, Optional[bytes], Addr]], vteps: List[Addr]
+    ) -> None:
+        """Replace what ``vni`` knows of remote endpoints: (MAC, packed IP or None, VTEP)."""
+        with self._lock:
+            self._set_remote(vni, entries, vteps)
+
+    def set_members(self, ips: List[str]) -> None:
+        """The underlay addresses from which VXLAN is accepted."""
+        with self._lock:
+            self._set_members(ips)
+
+    # -- control side -------------------------------------------------------------------------
+    def _add_network(self, vni: int) -> None:
         if vni not in self._networks:
             self._networks[vni] = {"local": {}, "remote": {}}
             self._rebuild(vni)
 
-    def remove_network(self, vni: int) -> None:
+    def _remove_network(self, vni: int) -> None:
         self._networks.pop(vni, None)
         self.ports = {p: v for p, v in self.ports.items() if v[0] != vni}
         vnis = dict(self.vnis)
         vnis.pop(vni, None)
         self.vnis = vnis
 
-    def add_port(self, port_id: int, vni: int, mac: bytes, ip: Optional[bytes]) -> None:
+    def _add_port(self, port_id: int, vni: int, mac: bytes, ip: Optional[bytes]) -> None:
         """A local endpoint on ``vni`` with its MAC and packed IPv4 address."""
         net = self._network(vni)
         if port_id in self.ports:
@@ -131,7 +167,7 @@ class VtepCore:
         self.ports = ports
         self._rebuild(vni)
 
-    def remove_port(self, port_id: int) -> None:
+    def _remove_port(self, port_id: int) -> None:
         entry = self.ports.get(port_id)
         if entry is None:
             return
@@ -143,7 +179,7 @@ class VtepCore:
         local.pop(port_id, None)  # type: ignore[attr-defined]
         self._rebuild(vni)
 
-    def set_remote(
+    def _set_remote(
         self, vni: int, entries: List[Tuple[bytes, Optional[bytes], Addr]], vteps: List[Addr]
     ) -> None:
         """Replace what ``vni`` knows of remote endpoints: (MAC, packed IP or None, VTEP)."""
@@ -152,7 +188,7 @@ class VtepCore:
         net["vteps"] = tuple(sorted({(str(a[0]), int(a[1])) for a in vteps}))
         self._rebuild(vni)
 
-    def set_members(self, ips: List[str]) -> None:
+    def _set_members(self, ips: List[str]) -> None:
         """The underlay addresses from which VXLAN is accepted."""
         self.members = frozenset(ips)
 
