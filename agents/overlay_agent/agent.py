@@ -241,11 +241,12 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
             ep.responder.close()
         self.core.remove_port(ep.port)
         if self.dataplane is not None:
-            self.dataplane.remove_tap(ep.port)
-        try:
-            os.close(ep.fd)
-        except OSError:
-            pass
+            self.dataplane.retire_tap(ep.port, ep.fd)  # closes the TAP without freeing its fd
+        else:
+            try:
+                os.close(ep.fd)
+            except OSError:
+                pass
         netns.delete(ep.ns)
 
     def cleanup(self) -> None:

@@ -83,6 +83,8 @@ class Dataplane:
         self.merged = [0, 0]
         # One wake-up pipe per thread: the control side writes, the thread drains its own.
         self._pipes = {name: os.pipe() for name in ("rx", "tx")}
+        self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self._retired: List[int] = []
         for r, _ in self._pipes.values():
             os.set_blocking(r, False)
         self._stopping = False
@@ -121,6 +123,22 @@ class Dataplane:
         self._wake()
         return fd
 
+    def retire_tap(self, port_id: int, fd: int) -> None:
+        """Take an endpoint's TAP out of service and destroy it, safely for the data threads.
+
+        They may still hold the descriptor's number from a snapshot taken before the removal;
+        were it closed, the number could be reused at once by a blocking descriptor (a pipe of
+        the next ``ip`` command) and a read there would hang the data plane. So the number is
+        kept, pointing at /dev/null (``dup2`` drops the TAP, which removes the device; reads
+        then return EOF), and closed only when the data plane stops.
+        """
+        self.remove_tap(port_id)
+        try:
+            os.dup2(self._null, fd)
+            self._retired.append(fd)
+        except OSError:
+            pass
+
     def stats(self) -> Dict[str, object]:
         """Features in use and how the fast path did (JSON-ready)."""
         return {"features": dict(self.features), "merged_writes": self.merged[0],
@@ -143,6 +161,12 @@ class Dataplane:
         for r, w in self._pipes.values():
             os.close(r)
             os.close(w)
+        for fd in [*self._retired, self._null]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._retired = []
 
     def _wake(self, which: str = "tx") -> None:
         try:
@@ -293,6 +317,8 @@ class Dataplane:
             except OSError as e:
                 self._error("tap-read", e)
                 break
+            if not frame:  # a retired TAP (now /dev/null): nothing more will come
+                break
             if vnet:
                 if frame[:tso.VNET_LEN] != plain:
                     self._forward(port, frames)
@@ -342,6 +368,8 @@ class Dataplane:
                         break
                     except OSError as e:
                         self._error("tap-read", e)
+                        break
+                    if not frame:  # a retired TAP (now /dev/null)
                         break
                     if vnet:
                         self._from_vnet_tap(port, frame)
