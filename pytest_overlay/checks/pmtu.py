@@ -19,6 +19,7 @@ import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
+from pytest_overlay import evidence
 from pytest_overlay.checks import once_per_session
 from pytest_overlay.errors import OverlayError
 from pytest_overlay.models import CheckResult, HostPlan, RunPlan
@@ -140,4 +141,6 @@ async def run(session: OverlaySession) -> List[CheckResult]:
         details.update(src_ip=a.underlay, dst_ip=b.underlay, port=PORT)
         out.append(CheckResult(**base, outcome=outcome, message=message, details=details,  # type: ignore[arg-type]
                                duration_ms=float(r.get("ms") or elapsed)))
-    return out
+    # --overlay-evidence: per failing pair, routes and the cached path MTU on both sides,
+    # interface MTUs, firewall rules, counters (nothing to re-send: the search already ran).
+    return await evidence.after_check(session, NAME, out)

@@ -11,6 +11,7 @@ import statistics
 import time
 from typing import Any, Dict, List, Tuple
 
+from pytest_overlay import evidence
 from pytest_overlay.errors import OverlayError
 from pytest_overlay.models import CheckResult, EndpointPlan, RunPlan
 from pytest_overlay.session import OverlaySession
@@ -95,6 +96,22 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
 
 async def run(session: OverlaySession) -> List[CheckResult]:
     limits = {h: asyncio.Semaphore(PER_HOST_PARALLEL) for h in session.hosts}
-    return list(await asyncio.gather(*(
+    results = list(await asyncio.gather(*(
         _pair(session, a, b, vni, limits[a.host]) for a, b, vni in pairs(session.plan)
     )))
+    by_label = {(ep.label, ep.network): ep for ep in session.plan.endpoints}
+    vni_net = {n.vni: n.name for n in session.plan.networks}
+
+    async def reprobe(result: CheckResult) -> None:
+        """The pair's own ping and transfer again, while the evidence capture runs."""
+        net = vni_net.get(result.vni or -1, "")
+        src, dst = by_label.get((str(result.src), net)), by_label.get((str(result.dst), net))
+        if src is None or dst is None:
+            return
+        client = session.client(src.host)
+        await client.call("ping", endpoint=src.name, dst=dst.ip, count=2, size=56, timeout=1.0,
+                          interval=0.02)
+        await client.call("tcp_transfer", endpoint=src.name, dst=dst.ip, nbytes=TRANSFER_BYTES,
+                          timeout=2.0)
+
+    return await evidence.after_check(session, NAME, results, reprobe=reprobe)
