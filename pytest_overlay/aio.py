@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Awaitable, Optional, TypeVar
+from typing import Awaitable, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -47,7 +47,3 @@ class LoopThread:
         if not self.loop.is_running():
             self.loop.close()
 
-
-def gather_settled(*aws: Awaitable[Any]) -> Awaitable[list[Any]]:
-    """``asyncio.gather`` that returns exceptions instead of raising the first one."""
-    return asyncio.gather(*aws, return_exceptions=True)

@@ -27,7 +27,6 @@ from pytest_overlay.session import OverlaySession
 
 NAME = "pmtu"
 PORT = 47890
-PASS_VERDICTS = ("ok", "local-limit")
 
 _cache: weakref.WeakKeyDictionary[OverlaySession, asyncio.Future[Dict[Tuple[str, str], Dict[str, Any]]]]
 _cache = weakref.WeakKeyDictionary()

@@ -18,6 +18,14 @@ from rich.text import Text
 from pytest_overlay.models import CheckResult, Report
 
 STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
+#: Tables list failures first, then errors, skips, passes.
+OUTCOME_ORDER = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
+
+
+def failures_first(results: List[CheckResult],
+                   then: Callable[[CheckResult], Any] = lambda r: r.test_id) -> List[CheckResult]:
+    """``results`` by outcome (failures first), then by ``then`` (the test id)."""
+    return sorted(results, key=lambda r: (OUTCOME_ORDER.get(r.outcome, 9), then(r)))
 MARK = {"pass": "ok", "fail": "FAIL", "error": "ERR", "skip": "skip"}
 
 

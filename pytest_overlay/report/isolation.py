@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pytest_overlay.models import CheckResult, Report
-from pytest_overlay.report import STYLE
+from pytest_overlay.report import STYLE, failures_first
 
 
 def table(results: List[CheckResult]) -> Table:
@@ -17,9 +17,7 @@ def table(results: List[CheckResult]) -> Table:
                       "leaks: endpoints of the other VNI that received it", caption_justify="left")
     for col in ("pair", "VNI", "delivered", "leaks", "outcome"):
         t.add_column(col)
-    order = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
-    for r in sorted(results, key=lambda r: (order.get(r.outcome, 9), r.dst is not None,
-                                            r.vni or 0, r.test_id)):
+    for r in failures_first(results, lambda r: (r.dst is not None, r.vni or 0, r.test_id)):
         d = r.details or {}
         if "counter_deltas" in d:
             delivered = "-"

@@ -8,8 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pytest_overlay.models import Report
-from pytest_overlay.report import STYLE
-from pytest_overlay.report.pmtu import failures_first
+from pytest_overlay.report import STYLE, failures_first
 
 
 def section(report: Report) -> List[Any]:

@@ -7,14 +7,8 @@ from typing import Any, List
 from rich.table import Table
 from rich.text import Text
 
-from pytest_overlay.models import CheckResult, Report
-from pytest_overlay.report import STYLE
-
-_ORDER = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
-
-
-def failures_first(results: List[CheckResult]) -> List[CheckResult]:
-    return sorted(results, key=lambda r: (_ORDER[r.outcome], r.test_id))
+from pytest_overlay.models import Report
+from pytest_overlay.report import STYLE, failures_first
 
 
 def section(report: Report) -> List[Any]:

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pytest_overlay.models import CheckResult, Report
-from pytest_overlay.report import STYLE
+from pytest_overlay.report import STYLE, failures_first
 
 KINDS = ("vxlan", "udp", "raft", "ssh")
 HEAD = {"vxlan": "VXLAN", "udp": "UDP (random)", "raft": "Raft/tcp", "ssh": "SSH/tcp"}
@@ -45,8 +45,7 @@ def table(results: List[CheckResult]) -> Table:
     for k in extra:
         t.add_column(k.replace("/", " "), justify="center")  # wraps as "2377" / "tcp"
     t.add_column("outcome")
-    order = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
-    for r in sorted(results, key=lambda r: (order.get(r.outcome, 9), r.src or "", r.dst or "")):
+    for r in failures_first(results, lambda r: (r.src or "", r.dst or "")):
         probes = (r.details or {}).get("probes") or {}
         asym = list((r.details or {}).get("asymmetric") or [])
         cells = [_cell(probes.get(k) or {}, k, asym) for k in (*KINDS, *extra)]

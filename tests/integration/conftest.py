@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
 from pytest_overlay.lab.agentproc import AgentProc
 from pytest_overlay.lab.netlab import NetLab
 from pytest_overlay.lab.topology import LabTopology
+from pytest_overlay.models import NetworkSpec
 from pytest_overlay.naming import kill_processes, namespaces, new_prefix
+from pytest_overlay.runner import OverlayRun
 
 AGENTS_DIR = Path(__file__).resolve().parents[2] / "agents"
 
@@ -66,3 +68,23 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
         kill_processes(lab.prefix)
         lab.netlab.destroy()
         assert not namespaces(lab.prefix), f"namespaces of {lab.prefix} left behind"
+
+
+@pytest.fixture
+def local_run() -> Iterator[Callable[..., OverlayRun]]:
+    """Factory: ``local_run(topology=None, **attrs)`` is an :class:`OverlayRun` of a local lab
+    (3 flat hosts by default; ``attrs`` set on the run, e.g. ``evidence_dir``), torn down after
+    the test with no namespace of its prefix left."""
+    runs: List[OverlayRun] = []
+
+    def factory(topology: Optional[LabTopology] = None, **attrs: Any) -> OverlayRun:
+        r = OverlayRun.local(topology or LabTopology.flat(3), NetworkSpec(), prefix=new_prefix())
+        for k, v in attrs.items():
+            setattr(r, k, v)
+        runs.append(r)
+        return r
+
+    yield factory
+    for r in runs:
+        r.teardown()
+        assert not namespaces(r.prefix), f"namespaces of {r.prefix} left behind"

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
 from pytest_overlay.lab.topology import LabTopology
-from pytest_overlay.models import NetworkSpec
-from pytest_overlay.naming import namespaces, new_prefix
 from pytest_overlay.runner import OverlayRun
 from tests.conftest import needs_root
 
@@ -19,14 +17,8 @@ WAR_STORY = Path(__file__).resolve().parents[2] / "fixtures" / "war-story.yaml"
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Iterator[OverlayRun]:
-    r = OverlayRun.local(LabTopology.load(str(WAR_STORY)), NetworkSpec(), prefix=new_prefix())
-    r.evidence_dir = tmp_path / "evidence"
-    try:
-        yield r
-    finally:
-        r.teardown()
-        assert not namespaces(r.prefix)
+def run(local_run: Callable[..., OverlayRun], tmp_path: Path) -> OverlayRun:
+    return local_run(LabTopology.load(str(WAR_STORY)), evidence_dir=tmp_path / "evidence")
 
 
 def test_blackhole_and_stalled_pairs_get_evidence(run: OverlayRun, tmp_path: Path) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
 from pytest_overlay.checks import isolation
-from pytest_overlay.lab.topology import LabTopology
-from pytest_overlay.models import NetworkSpec
-from pytest_overlay.naming import namespaces, new_prefix
+from pytest_overlay.naming import namespaces
 from pytest_overlay.runner import OverlayRun
 from tests.conftest import needs_root
 
@@ -17,13 +15,8 @@ pytestmark = needs_root
 
 
 @pytest.fixture
-def run() -> Iterator[OverlayRun]:
-    r = OverlayRun.local(LabTopology.flat(3), NetworkSpec(), prefix=new_prefix())
-    try:
-        yield r
-    finally:
-        r.teardown()
-        assert not namespaces(r.prefix)
+def run(local_run: Callable[..., OverlayRun]) -> OverlayRun:
+    return local_run()
 
 
 def test_isolation_check_passes_and_removes_its_network(run: OverlayRun) -> None:

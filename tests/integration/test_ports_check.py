@@ -12,14 +12,11 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
 from pytest_overlay.checks import ports
-from pytest_overlay.lab.topology import LabTopology
-from pytest_overlay.models import NetworkSpec
-from pytest_overlay.naming import namespaces, new_prefix
 from pytest_overlay.runner import OverlayRun
 from tests.conftest import needs_root
 
@@ -32,14 +29,8 @@ def nft(ns: str, ruleset: str) -> None:
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Iterator[OverlayRun]:
-    r = OverlayRun.local(LabTopology.flat(3), NetworkSpec(), prefix=new_prefix())
-    r.evidence_dir = tmp_path / "evidence"
-    try:
-        yield r
-    finally:
-        r.teardown()
-        assert not namespaces(r.prefix)
+def run(local_run: Callable[..., OverlayRun], tmp_path: Path) -> OverlayRun:
+    return local_run(evidence_dir=tmp_path / "evidence")
 
 
 def test_port_audit_names_injected_faults_and_asymmetry(run: OverlayRun, tmp_path: Path) -> None:

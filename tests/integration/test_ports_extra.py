@@ -8,13 +8,10 @@ must fail exactly h1->h3 (2377/tcp filtered, asymmetric; 7946/udp blocked) and h
 from __future__ import annotations
 
 import subprocess
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
-from pytest_overlay.lab.topology import LabTopology
-from pytest_overlay.models import NetworkSpec
-from pytest_overlay.naming import namespaces, new_prefix
 from pytest_overlay.portspec import parse_ports
 from pytest_overlay.runner import OverlayRun
 from tests.conftest import needs_root
@@ -23,14 +20,8 @@ pytestmark = needs_root
 
 
 @pytest.fixture
-def run() -> Iterator[OverlayRun]:
-    r = OverlayRun.local(LabTopology.flat(3), NetworkSpec(), prefix=new_prefix())
-    r.extra_ports = parse_ports("swarm,5353/udp")
-    try:
-        yield r
-    finally:
-        r.teardown()
-        assert not namespaces(r.prefix)
+def run(local_run: Callable[..., OverlayRun]) -> OverlayRun:
+    return local_run(extra_ports=parse_ports("swarm,5353/udp"))
 
 
 def test_extra_ports_name_the_blocked_ones_and_close_their_listeners(run: OverlayRun) -> None:

@@ -95,13 +95,6 @@ def delete(name: str) -> bool:
     return True
 
 
-def names() -> List[str]:
-    try:
-        return sorted(os.listdir(NETNS_RUN_DIR))
-    except OSError:
-        return []
-
-
 def write_sysctl(key: str, value: str, netns: Optional[str] = None) -> None:
     """Set a sysctl (``net.ipv4.ip_forward``) in this thread's namespace or in ``netns``."""
     path = "/proc/sys/" + key.replace(".", "/")
