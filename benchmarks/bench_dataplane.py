@@ -107,10 +107,11 @@ def measure(lab: BenchLab, path: Path2, seconds: float, pings: int) -> Dict[str,
     return res
 
 
-def agent_path(lab: BenchLab, portable: bool, tap_tso: bool = False,
-               coalesce: bool = True, extra_env: Optional[Dict[str, str]] = None) -> Path2:
+def agent_path(lab: BenchLab, portable: bool, tap_tso: str = "auto",
+               coalesce: bool = True, extra_env: Optional[Dict[str, str]] = None,
+               remcsum: bool = True) -> Path2:
     env = {"OVERLAY_DATAPLANE": "portable" if portable else "fast",
-           "OVERLAY_TAP_TSO": "1" if tap_tso else "0",
+           "OVERLAY_TAP_TSO": {"on": "1", "off": "0"}.get(tap_tso, "auto"),
            "OVERLAY_TAP_GRO": "1" if coalesce else "0"}
     env.update(extra_env or {})
     eps = {"h1": ("10.10.0.2", "02:42:0a:0a:00:02"), "h2": ("10.10.0.3", "02:42:0a:0a:00:03")}
@@ -123,7 +124,9 @@ def agent_path(lab: BenchLab, portable: bool, tap_tso: bool = False,
                for h, (ip, mac) in eps.items()]
     vteps = [[lab.address(h), 4789] for h in eps]
     for agent in agents.values():
-        agent.call("set_members", vteps=[lab.address(h) for h in eps])
+        members = [lab.address(h) for h in eps]
+        # As the plugin does: every member is an agent and takes Remote Checksum Offload.
+        agent.call("set_members", vteps=members, remcsum=members if remcsum else [])
         agent.call("set_mappings", vni=VNI_AGENT, entries=entries, vteps=vteps)
     return Path2("agent", f"{lab.prefix}-h1-e0", f"{lab.prefix}-h2-e0", "10.10.0.3",
                  [a.proc.pid for a in agents.values()])
@@ -182,6 +185,7 @@ def render(res: Dict[str, Any]) -> str:
                      f"({bs['udp_pps_ratio']:.2f}), ping {b['ping']['avg_ms']:.3f} ms "
                      f"(+{bs['rtt_added_ms']:.3f})")
     lines.append(f"(agent data plane: {res['dataplane']}, TAP TSO: {res['tap_tso']}, "
+                 f"remote checksum offload: {res['remcsum']}, "
                  f"receive coalescing: {res['coalesce']}, "
                  f"{res['seconds']} s per iperf3 run, "
                  f"{res['pings']} pings)")
@@ -195,8 +199,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--portable", action="store_true",
                    help="force the agent's portable one-frame path (OVERLAY_DATAPLANE=portable)")
-    p.add_argument("--tap-tso", action="store_true",
-                   help="TAPs with IFF_VNET_HDR and TSO, segmented in Python (OVERLAY_TAP_TSO=1)")
+    p.add_argument("--tap-tso", choices=("auto", "on", "off"), default="auto",
+                   help="TAP checksum offload + TSO: auto (the default: on with Remote Checksum "
+                        "Offload peers), on (OVERLAY_TAP_TSO=1), off (OVERLAY_TAP_TSO=0)")
+    p.add_argument("--no-remcsum", action="store_true",
+                   help="do not tell the agents that their peer takes VXLAN Remote Checksum "
+                        "Offload (checksums are then finished in Python, or not offloaded)")
     p.add_argument("--no-coalesce", action="store_true",
                    help="no receive coalescing into the TAPs (OVERLAY_TAP_GRO=0)")
     p.add_argument("--baseline", nargs="?", const="OVERLAY_TAP_GRO=0", metavar="ENV=VAL,...",
@@ -213,16 +221,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             res: Dict[str, Any] = {"prefix": lab.prefix, "seconds": args.seconds,
                                    "pings": args.pings,
                                    "dataplane": "portable" if args.portable else "default",
-                                   "tap_tso": args.tap_tso}
+                                   "tap_tso": args.tap_tso,
+                                   "remcsum": not args.no_remcsum}
             if args.baseline:
                 benv = dict(kv.split("=", 1) for kv in args.baseline.split(","))
                 res["baseline_env"] = benv
                 res["baseline"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
-                                                          extra_env=benv),
+                                                          extra_env=benv,
+                                                          remcsum=not args.no_remcsum),
                                           args.seconds, args.pings)
                 lab.stop_agents()
             res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
-                                                   not args.no_coalesce),
+                                                   not args.no_coalesce,
+                                                   remcsum=not args.no_remcsum),
                                    args.seconds, args.pings)
             res["agent_counters"] = lab.agents["h1"].call("counters")
             res["coalesce"] = not args.no_coalesce

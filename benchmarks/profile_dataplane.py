@@ -22,7 +22,7 @@ from bench_dataplane import PORT_IPERF, agent_path
 
 
 def _threads(pid: int) -> dict:
-    """Thread name -> CPU seconds so far."""
+    """Thread name -> CPU seconds so far (user + system; "/sys" entries: system alone)."""
     import os
     res = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -34,6 +34,7 @@ def _threads(pid: int) -> dict:
         except OSError:
             continue
         res[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        res[name + "/sys"] = int(fields[12]) / os.sysconf("SC_CLK_TCK")
     return res
 
 

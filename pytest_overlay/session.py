@@ -161,7 +161,8 @@ class OverlaySession:
         calls = []
         for st in live:
             client = self.client(st.plan.name)
-            calls.append(client.call("set_members", vteps=members))
+            # Every member is an agent: all take VXLAN Remote Checksum Offload.
+            calls.append(client.call("set_members", vteps=members, remcsum=members))
             for net in self.plan.networks:
                 entries = [
                     {"mac": ep.mac, "ip": ep.ip, "vtep": vtep_of[ep.host]}

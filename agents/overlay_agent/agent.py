@@ -16,7 +16,7 @@ from overlay_agent.controlplane import ControlPlaneMixin
 from overlay_agent.core.probelog import PROBE_VNI
 from overlay_agent.core.vtep import VtepCore
 from overlay_agent.evidence import EvidenceOps
-from overlay_agent.io import netns, probes
+from overlay_agent.io import gso, netns, probes
 from overlay_agent.io.dataplane import Dataplane
 from overlay_agent.io.tap import open_tap
 from overlay_agent.isolation import IsolationOps
@@ -157,6 +157,7 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
             netns.ip("link", "set", tap, "name", "eth0", "address", mac, "mtu", str(net["mtu"]),
                      netns=ns)
             netns.ip("addr", "add", f"{ip}/{subnet.prefixlen}", "dev", "eth0", netns=ns)
+            self._limit_tso(ns, int(net["mtu"]))
             netns.ip("link", "set", "eth0", "up", netns=ns)
             ep = Endpoint(name, network, net["vni"], ns, tap, fd, port, mac, ip)
             ep.responder = probes.Responder(ns, self.probe_port)
@@ -171,6 +172,17 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
         self.dataplane.add_tap(port, fd)
         return {"name": name, "netns": ns, "tap": tap, "mac": mac, "ip": ip, "vni": net["vni"]}
 
+    def _limit_tso(self, ns: str, mtu: int) -> None:
+        """Cap the endpoint's TSO frames at what one GSO send of the VTEP carries (~44
+        segments at MTU 1450), so a frame leaves in one ``sendmsg`` and arrives in one
+        ``recvmsg`` instead of a long and a short one (best effort: older kernels lack it)."""
+        segs = gso.segments_per_send(mtu)
+        try:
+            netns.ip("link", "set", "eth0", "gso_max_segs", str(segs),
+                     "gso_max_size", str(segs * (mtu - 52)), netns=ns)
+        except netns.NetnsError:
+            pass  # an old ip(8) or kernel: TSO frames stay larger, and leave in two sends
+
     @rpc()
     def remove_endpoint(self, name: str) -> Dict[str, Any]:
         ep = self.endpoints.pop(name, None)
@@ -180,9 +192,16 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
         return {"removed": True}
 
     @rpc()
-    def set_members(self, vteps: List[str]) -> Dict[str, Any]:
-        self.core.set_members([str(ipaddress.ip_address(v)) for v in vteps])
-        return {"members": len(vteps)}
+    def set_members(self, vteps: List[str],
+                    remcsum: Optional[List[str]] = None) -> Dict[str, Any]:
+        """The VTEPs VXLAN is accepted from; ``remcsum``: those of them that take VXLAN Remote
+        Checksum Offload (agents of this version; a kernel vxlan only with ``remcsumrx``)."""
+        norm = [str(ipaddress.ip_address(v)) for v in vteps]
+        rco = [str(ipaddress.ip_address(v)) for v in (remcsum or [])]
+        self.core.set_members(norm, rco)
+        if self.dataplane is not None:
+            self.dataplane.refresh_offload()
+        return {"members": len(vteps), "remcsum": sorted(self.core.remcsum)}
 
     @rpc()
     def set_mappings(self, vni: int, entries: List[Dict[str, Any]],

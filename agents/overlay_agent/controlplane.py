@@ -199,7 +199,11 @@ class ControlPlaneMixin:
         table = node.table
         version = table.version
         core = self.core  # type: ignore[attr-defined]
-        core.set_members(table.member_underlays())
+        members = table.member_underlays()
+        core.set_members(members, members)  # every member is an agent: all take RCO
+        dataplane = getattr(self, "dataplane", None)
+        if dataplane is not None:
+            dataplane.refresh_offload()
         for net in list(self.networks.values()):  # type: ignore[attr-defined]
             entries, flood = table.forwarding(net["vni"], self.host)  # type: ignore[attr-defined]
             rows = [(mac_to_bytes(mac), ipaddress.ip_address(ip).packed if ip else None, addr)

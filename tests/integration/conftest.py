@@ -34,8 +34,9 @@ class Lab:
     def address(self, host: str) -> str:
         return next(h.address for h in self.netlab.topology.hosts if h.name == host)
 
-    def agent(self, host: str, configure: bool = True) -> AgentProc:
-        a = AgentProc(self.host_ns[host], self.tmp / f"agent-{host}.log")
+    def agent(self, host: str, configure: bool = True,
+              env: Optional[Dict[str, str]] = None) -> AgentProc:
+        a = AgentProc(self.host_ns[host], self.tmp / f"agent-{host}.log", env=env)
         self.agents.append(a)
         a.call("hello", protocol=1)
         if configure:

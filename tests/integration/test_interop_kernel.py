@@ -6,6 +6,15 @@ that floods to h1. Ping and TCP must pass in both directions between the two sta
 must learn the agent's MAC behind h1's underlay address, and the agent must count the traffic
 without drops. A kernel device on another VNI must not reach the agent's endpoint.
 
+Each traffic test runs in three modes of the agent's transmit offloads:
+
+* ``plain``: the kernel peer is an ordinary VTEP (the agent's TAP offloads stay off);
+* ``tso-csum``: the agent's TAPs hand it 64 KiB TCP frames (``OVERLAY_TAP_TSO=1``) and it
+  finishes every checksum itself, since the kernel peer takes no Remote Checksum Offload;
+* ``rco``: the kernel device does RCO both ways (``remcsumtx remcsumrx``) and the agent is told
+  so: it sends segments with unfinished checksums and the RCO fields, the kernel finishes them;
+  the kernel sends RCO, the agent hands the frames on with the checksum left to its endpoint.
+
 Everything runs inside the lab's namespaces. The processes started here are killed in ``finally``
 blocks; the Python helpers also carry the run prefix on their command line, so the lab fixture's
 clean-up by prefix finds them even if a test is interrupted (iperf3's cannot, it is killed by pid).
@@ -99,46 +108,60 @@ sys.exit(0 if ok else 1)
 """
 
 
+MODES = ("plain", "tso-csum", "rco")
+
+
 class Pair(NamedTuple):
     lab: Any
     agent: Any
     ns: str  # h2's namespace, where the kernel vxlan device lives
     dev: str  # the kernel vxlan device's name
     ep_ns: str  # the agent endpoint's namespace
+    mode: str = "plain"
 
 
-def add_kernel_vtep(lab: Any, host: str, vni: int, ip: str, mac: str, remote: str) -> str:
-    """A kernel vxlan device in ``host``'s namespace that floods to VTEP ``remote``."""
+def add_kernel_vtep(lab: Any, host: str, vni: int, ip: str, mac: str, remote: str,
+                    rco: bool = False) -> str:
+    """A kernel vxlan device in ``host``'s namespace that floods to VTEP ``remote``; with
+    ``rco``, doing Remote Checksum Offload both ways."""
     dev = f"{lab.prefix}vx"
+    extra = ["udpcsum", "remcsumtx", "remcsumrx"] if rco else []
     made = lab.run(host, "ip", "link", "add", dev, "type", "vxlan", "id", str(vni),
                    "dstport", str(PORT), "local", lab.address(host), "dev", "eth0", "learning",
-                   check=False)
+                   *extra, check=False)
     if made.returncode != 0:
-        pytest.skip(f"this kernel cannot make a vxlan device: {made.stderr.strip()}")
+        pytest.skip(f"this kernel cannot make a vxlan device {' '.join(extra)}: "
+                    f"{made.stderr.strip()}")
     lab.run(host, "ip", "link", "set", dev, "address", mac, "mtu", str(MTU))
-    # Over veth the kernel would leave inner TCP/UDP checksums to an offload that never comes.
-    lab.run(host, "ethtool", "-K", dev, "tx", "off")
+    if not rco:
+        # Over veth the kernel would leave inner TCP/UDP checksums to an offload that never
+        # comes. With RCO they travel unfinished on purpose, and the receiver finishes them.
+        lab.run(host, "ethtool", "-K", dev, "tx", "off")
     lab.run(host, "ip", "addr", "add", f"{ip}/16", "dev", dev)
     lab.run(host, "ip", "link", "set", dev, "up")
     lab.run(host, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", dev, "dst", remote)
     return dev
 
 
-def build_pair(make_lab: Any, kernel_vni: int = VNI) -> Pair:
+def build_pair(make_lab: Any, kernel_vni: int = VNI, mode: str = "plain") -> Pair:
     """h1: agent with endpoint e0 on ``VNI``; h2: kernel vxlan device on ``kernel_vni``."""
     lab = make_lab(2)
-    agent = lab.agent("h1")
+    env = {"OVERLAY_TAP_TSO": "1"} if mode == "tso-csum" else None
+    agent = lab.agent("h1", env=env)
     agent.call("create_network", name="ov", vni=VNI, subnet=SUBNET, mtu=MTU)
     ep = agent.call("add_endpoint", network="ov", name="e0", ip=AGENT_IP, mac=AGENT_MAC)
     h1, h2 = lab.address("h1"), lab.address("h2")
-    dev = add_kernel_vtep(lab, "h2", kernel_vni, KERNEL_IP, KERNEL_MAC, remote=h1)
-    agent.call("set_members", vteps=[h1, h2])
+    dev = add_kernel_vtep(lab, "h2", kernel_vni, KERNEL_IP, KERNEL_MAC, remote=h1,
+                          rco=mode == "rco")
+    members = agent.call("set_members", vteps=[h1, h2],
+                         remcsum=[h2] if mode == "rco" else [])
+    assert members["remcsum"] == ([h2] if mode == "rco" else []), members
     entries = [
         {"mac": AGENT_MAC, "ip": AGENT_IP, "vtep": [h1, PORT]},
         {"mac": KERNEL_MAC, "ip": KERNEL_IP, "vtep": [h2, PORT]},
     ]
     agent.call("set_mappings", vni=VNI, entries=entries, vteps=[[h2, PORT]])
-    return Pair(lab, agent, lab.host_ns["h2"], dev, ep["netns"])
+    return Pair(lab, agent, lab.host_ns["h2"], dev, ep["netns"], mode)
 
 
 def start(ns: str, *cmd: str) -> subprocess.Popen:
@@ -183,9 +206,22 @@ def wait_listening(lab: Any, ns: str, port: int, timeout: float = 5.0) -> None:
     raise AssertionError(f"nothing listens on TCP {port} in {ns} after {timeout:g} s")
 
 
-def assert_clean_counters(agent: Any) -> dict:
-    """The agent moved packets both ways on ``VNI`` and dropped nothing."""
+def assert_clean_counters(agent: Any, mode: str = "plain", bulk: bool = False) -> dict:
+    """The agent moved packets both ways on ``VNI`` and dropped nothing; after a bulk TCP
+    transfer from the agent's side, the offloads of ``mode`` did the work."""
     c = agent.call("counters")
+    dp = c["dataplane"]
+    assert dp["features"]["tso"] == (mode != "plain"), dp
+    if mode == "plain":
+        assert dp["rco_datagrams"] == dp["csum_finished"] == dp["tso_frames"] == 0, dp
+    elif mode == "rco":
+        assert dp["csum_finished"] == 0, dp  # nothing finished in Python: the kernel did it
+        if bulk:
+            assert dp["rco_datagrams"] > 0 and dp["tso_frames"] > 0, dp
+    else:
+        assert dp["rco_datagrams"] == 0, dp  # no RCO to a VTEP not agreed on it
+        if bulk:
+            assert dp["csum_finished"] > 0 and dp["tso_frames"] > 0, dp
     v = c["vnis"][str(VNI)]
     assert v["tx_packets"] > 0 and v["rx_packets"] > 0, c
     assert v["drops"] == {}, c
@@ -194,10 +230,11 @@ def assert_clean_counters(agent: Any) -> dict:
     return c
 
 
-@pytest.fixture
-def pair(make_lab: Any) -> Iterator[Pair]:
-    """Name: pair / Scope: function / Depends: make_lab. Agent on h1, kernel vxlan on h2."""
-    yield build_pair(make_lab)
+@pytest.fixture(params=MODES)
+def pair(make_lab: Any, request: Any) -> Iterator[Pair]:
+    """Name: pair / Scope: function / Depends: make_lab. Agent on h1, kernel vxlan on h2, in
+    each of :data:`MODES`."""
+    yield build_pair(make_lab, mode=request.param)
 
 
 def test_ping_agent_to_kernel_and_back(pair: Pair) -> None:
@@ -210,7 +247,7 @@ def test_ping_agent_to_kernel_and_back(pair: Pair) -> None:
     fdb = pair.lab.run("h2", "bridge", "fdb", "show", "dev", pair.dev).stdout
     assert any(AGENT_MAC in line and f"dst {pair.lab.address('h1')}" in line
                for line in fdb.splitlines()), fdb
-    c = assert_clean_counters(pair.agent)
+    c = assert_clean_counters(pair.agent, pair.mode)
     v = c["vnis"][str(VNI)]
     # 5 agent requests + 3 kernel replies out, 5 replies + 3 requests (+ the kernel's ARP) in.
     assert v["tx_packets"] >= 8 and v["rx_packets"] >= 8, c
@@ -226,7 +263,7 @@ def test_full_size_frames_both_ways(pair: Pair) -> None:
     k = pair.lab.run("h2", "ping", "-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s",
                      str(payload), AGENT_IP, check=False, timeout=15)
     assert k.returncode == 0 and " 0% packet loss" in k.stdout, k.stdout + k.stderr
-    assert_clean_counters(pair.agent)
+    assert_clean_counters(pair.agent, pair.mode)
 
 
 def test_tcp_agent_to_kernel(pair: Pair) -> None:
@@ -240,7 +277,7 @@ def test_tcp_agent_to_kernel(pair: Pair) -> None:
         assert out["sent"] == MIB, out
     finally:
         stop(srv)
-    assert_clean_counters(pair.agent)
+    assert_clean_counters(pair.agent, pair.mode, bulk=True)
 
 
 def test_tcp_kernel_to_agent(pair: Pair) -> None:
@@ -249,7 +286,9 @@ def test_tcp_kernel_to_agent(pair: Pair) -> None:
                      check=False, timeout=20)
     assert r.returncode == 0, r.stdout + r.stderr + TCP_HINT
     assert r.stdout.strip() == "ok", r.stdout
-    assert_clean_counters(pair.agent)
+    c = assert_clean_counters(pair.agent, pair.mode)
+    # The kernel's segments arrived with their checksums left to the agent's side (RCO).
+    assert (c["dataplane"]["rco_received"] > 0) == (pair.mode == "rco"), c["dataplane"]
 
 
 @pytest.mark.skipif(shutil.which("iperf3") is None, reason="needs iperf3 (apt install iperf3)")
@@ -280,7 +319,7 @@ def test_iperf3_both_ways(pair: Pair) -> None:
             assert carried >= got, f"{args}: received {got} but the VTEP's {key} grew {carried}"
     finally:
         stop(srv)
-    assert_clean_counters(pair.agent)
+    assert_clean_counters(pair.agent, pair.mode, bulk=True)
 
 
 def test_kernel_on_other_vni_is_isolated(make_lab: Any) -> None:

@@ -300,10 +300,14 @@ def test_set_members_and_mappings_without_a_vtep() -> None:
             {"id": 1, "method": "set_members", "params": {"vteps": ["192.0.2.1", "2001:db8::1"]}},
             {"id": 2, "method": "set_members", "params": {"vteps": ["192.0.2.300"]}},
             {"id": 3, "method": "set_mappings", "params": {"vni": 77, "entries": []}},
+            # Remote checksum offload only ever for members: the stranger is left out.
+            {"id": 4, "method": "set_members", "params": {
+                "vteps": ["192.0.2.1", "192.0.2.2"], "remcsum": ["192.0.2.2", "192.0.2.9"]}},
         ]
     )
     r = by_id(responses)
-    assert r[1]["result"] == {"members": 2}
+    assert r[1]["result"] == {"members": 2, "remcsum": []}
+    assert r[4]["result"] == {"members": 2, "remcsum": ["192.0.2.2"]}
     assert "error" in r[2] and "192.0.2.300" in r[2]["error"]["message"]
     assert "error" in r[3] and "77" in r[3]["error"]["message"]
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import struct
 from typing import List, Optional, Tuple
 
+from overlay_agent.core.offload import rco_vnet
 from overlay_agent.wire.vxlan import HEADER_LEN
 
 F_NEEDS_CSUM = 1
@@ -48,13 +49,15 @@ _MIN = _TCP + 20
 _HEAD = struct.Struct("!24sH2x4s2x12sIIBBH2x2s")
 _UHEAD = struct.Struct("!24sH2x4s2x12sH")  # ... as above, then the UDP length
 _PSEUDO = struct.Struct("!HHHH")
+_U32 = struct.Struct("!I")
 _SYN_FIN_RST_URG_CWR = 0x02 | 0x01 | 0x04 | 0x20 | 0x80
 _ACK = 0x10
 _PSH = 0x08
 #: The largest superframe: the IPv4 total length field's limit.
 MAX_IP_LEN = 65535
 
-Item = Tuple[bytes, int, int, bytes]
+#: (datagram, packets, extra bytes, virtio header; None: a datagram whose RCO fields are bad)
+Item = Tuple[bytes, int, int, Optional[bytes]]
 
 
 def _fold(s: int) -> int:
@@ -101,12 +104,10 @@ def superframe(buf: bytes, offs: List[Tuple[int, int]], hlen: int) -> Tuple[byte
     head = bytearray(buf[a0:a0 + _TCP + hlen])
     payload_start = _TCP + hlen
     mss = b0 - a0 - payload_start
-    parts: List[object] = [head]
     mv = memoryview(buf)
-    total = 0
-    for a, b in offs:
-        parts.append(mv[a + payload_start:b])
-        total += b - a - payload_start
+    parts: List[object] = [head]
+    parts += [mv[a + payload_start:b] for a, b in offs]
+    total = (len(offs) - 1) * mss + offs[-1][1] - offs[-1][0] - payload_start
     ip_len = 20 + hlen + total
     udp = head[_IP + 9] == 17
     if udp:
@@ -125,20 +126,47 @@ def superframe(buf: bytes, offs: List[Tuple[int, int]], hlen: int) -> Tuple[byte
     return b"".join(parts), vnet  # type: ignore[arg-type]
 
 
-def coalesce(buf: bytes, size: int) -> List[Item]:
+def coalesce(buf: bytes, size: int, rco: bool = False) -> List[Item]:
     """Split a UDP-GRO buffer (datagrams of ``size`` bytes, the last possibly shorter) into
     ``(datagram, packets, extra_bytes, vnet_header)``: a datagram as received (1 packet, 0,
-    :data:`PLAIN`), or a merged one standing for ``packets`` frames whose Ethernet/IP/TCP
-    headers (``extra_bytes`` in all) it no longer repeats."""
+    :data:`PLAIN`, or for one with Remote Checksum Offload the header that hands its checksum
+    on unfinished, if ``rco`` (the sender is agreed on RCO; from others the reserved bits are
+    ignored); None if its RCO fields are bad), or a merged one standing for ``packets``
+    frames whose Ethernet/IP/TCP headers (``extra_bytes`` in all) it no longer repeats.
+
+    A full-size datagram joins a run by comparing raw header bytes with the run's first (the
+    fields :func:`_key` checks, minus what varies: IP ID and checksum, TCP checksum, and the
+    sequence number, which must be the next one); anything else goes through :func:`_key`."""
     n = len(buf)
     if size <= 0 or size >= n:
-        return [(buf, 1, 0, PLAIN)]
+        return [(buf, 1, 0, rco_vnet(buf) if rco else PLAIN)]
     out: List[Item] = []
     run: List[Tuple[int, int]] = []
     run_key: Tuple[object, ...] = ()
-    next_seq = run_plen = run_len = hlen = 0
+    next_seq = run_plen = run_len = hlen = step = 0
+    # Fast check for a full-size datagram joining a run: the header bytes that must equal the
+    # run's first (the same fields _key compares, without building its tuple).
+    # t0/t3: the same with the IP ID, IP checksum and TCP checksum equal too (what this agent's
+    # own TSO sends: one IP header for all full-size segments), two compares instead of five.
+    t0 = t3 = c0 = c1 = c2 = c3 = c4 = b""
+    udp = False
+    sw = buf.startswith
+    u32 = _U32.pack
     for off in range(0, n, size):
-        end = min(off + size, n)
+        end = off + size
+        if run and end <= n and run_len + run_plen <= MAX_IP_LEN and (
+                (sw(t0, off) or (sw(c0, off) and sw(c1, off + 28) and sw(c2, off + 34)))
+                if udp else
+                (sw(t0 + u32(next_seq) + t3, off)
+                 or ((sw(t0, off) or (sw(c0, off) and sw(c1, off + 28) and sw(c2, off + 34)))
+                     and (sw(t3, off + 50) or (sw(c3, off + 50) and sw(c4, off + 60)))
+                     and sw(u32(next_seq), off + 46)))):
+            run.append((off, end))
+            run_len += run_plen
+            next_seq = (next_seq + step) & 0xFFFFFFFF
+            continue
+        if end > n:
+            end = n
         k = _key(buf, off, end)
         if run:
             if (k is not None and k[0] == run_key and k[1] == next_seq and k[2] <= run_plen
@@ -147,27 +175,40 @@ def coalesce(buf: bytes, size: int) -> List[Item]:
                 run_len += k[2]
                 next_seq = (next_seq + k[5]) & 0xFFFFFFFF
                 if k[3] or k[2] < run_plen:  # PSH or a short segment ends the run
-                    _flush(buf, run, hlen, out)
+                    _flush(buf, run, hlen, out, rco)
                     run = []
                 continue
-            _flush(buf, run, hlen, out)
+            _flush(buf, run, hlen, out, rco)
             run = []
         if k is None or k[3]:
-            out.append((buf[off:end], 1, 0, PLAIN))
+            out.append((buf[off:end], 1, 0, rco_vnet(buf, off, end) if rco else PLAIN))
             continue
         run = [(off, end)]
         run_key, seq, run_plen, _, hlen, step = k
         run_len = 20 + hlen + run_plen
         next_seq = (seq + step) & 0xFFFFFFFF
+        if end - off == size:  # only a full-size first datagram can have full-size followers
+            udp = hlen == 8
+            c0 = buf[off:off + 26]  # VXLAN, Ethernet, IP version/TOS/total length
+            c1 = buf[off + 28:off + 32]  # IP flags/fragment, TTL, protocol
+            c2 = buf[off + 34:off + (48 if udp else 46)]  # addresses, ports (+ UDP length)
+            c3 = buf[off + 50:off + 58]  # ACK number, data offset, flags, window
+            c4 = buf[off + 60:off + _TCP + hlen]  # urgent pointer, options
+            t0 = buf[off:off + (48 if udp else 46)]
+            t3 = buf[off + 50:off + _TCP + hlen]
+        else:
+            # never matches: the run is over at its first datagram
+            t0 = c0 = b"\xff" * (size + 1)
     if run:
-        _flush(buf, run, hlen, out)
+        _flush(buf, run, hlen, out, rco)
     return out
 
 
-def _flush(buf: bytes, run: List[Tuple[int, int]], hlen: int, out: List[Item]) -> None:
+def _flush(buf: bytes, run: List[Tuple[int, int]], hlen: int, out: List[Item],
+           rco: bool) -> None:
     if len(run) == 1:
         a, b = run[0]
-        out.append((buf[a:b], 1, 0, PLAIN))
+        out.append((buf[a:b], 1, 0, rco_vnet(buf, a, b) if rco else PLAIN))
         return
     data, vnet = superframe(buf, run, hlen)
     out.append((data, len(run), (len(run) - 1) * (14 + 20 + hlen), vnet))

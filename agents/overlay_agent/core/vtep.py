@@ -18,11 +18,18 @@ import contextlib
 import struct
 from typing import Any, ContextManager, Dict, FrozenSet, List, Optional, Tuple
 
+from overlay_agent.core import offload
 from overlay_agent.core.probelog import PROBE_VNI, ProbeLog
 from overlay_agent.wire.vxlan import FLAG_I, HEADER_LEN
 
 SEND = 0
 DELIVER = 1
+#: ``(DELIVER_VNET, port_id, virtio header + frame)``: a frame as read from a TAP with offloads
+#: (unfinished checksum, or 64 KiB of TCP), for another local TAP that takes it as it is
+DELIVER_VNET = 2
+#: ``(SEND_RUN, (ip, port), [datagram, ...])``: datagrams to one VTEP, all of the first one's
+#: size but a shorter last one (a TSO frame's segments): one GSO send, or few
+SEND_RUN = 3
 
 Addr = Tuple[str, int]
 Action = Tuple[int, object, bytes]
@@ -42,6 +49,8 @@ DROP_UNKNOWN_DST = "unknown-destination"
 DROP_NO_PORT = "unknown-port"
 DROP_HAIRPIN = "hairpin"
 DROP_NO_RECEIVERS = "no-receivers"
+DROP_OFFLOAD = "bad-offload-frame"
+DROP_BAD_RCO = "bad-rco"
 
 RX_KEYS = ("rx_packets", "rx_bytes")
 TX_KEYS = ("tx_packets", "tx_bytes", "local_packets", "flooded", "arp_suppressed")
@@ -50,7 +59,7 @@ TX_KEYS = ("tx_packets", "tx_bytes", "local_packets", "flooded", "arp_suppressed
 class VniState:
     """What one VNI needs on the hot path. Built whole by :class:`VtepCore`, then only read."""
 
-    __slots__ = ("arp", "header", "local_ports", "macs", "remote_vteps", "vni")
+    __slots__ = ("arp", "header", "local_ports", "macs", "rco", "remote_vteps", "vni")
 
     def __init__(
         self,
@@ -68,6 +77,9 @@ class VniState:
         self.local_ports = local_ports
         self.remote_vteps = remote_vteps
         self.header = bytes((FLAG_I, 0, 0, 0)) + _VNI.pack(vni << 8)
+        #: virtio header of a frame with an unfinished checksum -> the VXLAN header with RCO
+        #: for it (b"" where RCO cannot say it); filled by the data path as headers come
+        self.rco: Dict[bytes, bytes] = {}
 
 
 class Counters:
@@ -105,8 +117,14 @@ class VtepCore:
         #: port id -> (vni, mac)
         self.ports: Dict[int, Tuple[int, bytes]] = {}
         self.members: FrozenSet[str] = frozenset()
+        #: member VTEPs (underlay IPs) that take VXLAN Remote Checksum Offload (core/offload.py)
+        self.remcsum: FrozenSet[str] = frozenset()
         self.rx = Counters(RX_KEYS)
         self.tx = Counters(TX_KEYS)
+        #: offloads (data side only): TSO frames cut, datagrams sent with RCO, frames whose
+        #: checksums were finished here (for a VTEP without RCO), datagrams received with RCO
+        self.offload = {"tso_frames": 0, "rco_datagrams": 0, "csum_finished": 0,
+                        "rco_received": 0}
         #: underlay port probes that arrived from member VTEPs (see core/probelog.py)
         self.probes = ProbeLog()
         # The configuration the VniStates are built from (control side only).
@@ -137,10 +155,11 @@ class VtepCore:
         with self._lock:
             self._set_remote(vni, entries, vteps)
 
-    def set_members(self, ips: List[str]) -> None:
-        """The underlay addresses from which VXLAN is accepted."""
+    def set_members(self, ips: List[str], remcsum: Optional[List[str]] = None) -> None:
+        """The underlay addresses from which VXLAN is accepted, and those of them that take
+        Remote Checksum Offload (RCO is never sent to an address outside ``ips``)."""
         with self._lock:
-            self._set_members(ips)
+            self._set_members(ips, remcsum)
 
     # -- control side -------------------------------------------------------------------------
     def _add_network(self, vni: int) -> None:
@@ -188,9 +207,10 @@ class VtepCore:
         net["vteps"] = tuple(sorted({(str(a[0]), int(a[1])) for a in vteps}))
         self._rebuild(vni)
 
-    def _set_members(self, ips: List[str]) -> None:
-        """The underlay addresses from which VXLAN is accepted."""
-        self.members = frozenset(ips)
+    def _set_members(self, ips: List[str], remcsum: Optional[List[str]] = None) -> None:
+        members = frozenset(ips)
+        self.members = members
+        self.remcsum = frozenset(remcsum or ()) & members
 
     def _network(self, vni: int) -> Dict[str, object]:
         net = self._networks.get(vni)
@@ -303,6 +323,101 @@ class VtepCore:
             c["tx_bytes"] += nbytes
         return out
 
+    def from_port_vnet_batch(self, port_id: int, bufs: List[bytes]) -> List[Action]:
+        """:meth:`from_port_vnet` for several frames of one port, in order; the common ones
+        (an ordinary frame, or one with an unfinished checksum for an RCO-capable VTEP) take a
+        short path, the rest (TSO frames, local delivery, flooding) the full one."""
+        entry = self.ports.get(port_id)
+        state = self.vnis.get(entry[0]) if entry is not None else None
+        if state is None:
+            out: List[Action] = []
+            for buf in bufs:
+                out.extend(self.from_port_vnet(port_id, buf))
+            return out
+        macs = state.macs
+        header = state.header
+        rco = state.rco
+        remcsum = self.remcsum
+        plain = offload.PLAIN
+        vlen = offload.VNET_LEN
+        out = []
+        sent = nbytes = rco_sent = 0
+        for buf in bufs:
+            hit = macs.get(buf[vlen:vlen + 6])
+            if hit is not None and hit[0] == SEND and len(buf) >= vlen + _MIN_FRAME:
+                head = buf[:vlen]
+                if head == plain:
+                    out.append((SEND, hit[1], header + buf[vlen:]))
+                    sent += 1
+                    nbytes += len(buf) - vlen
+                    continue
+                if head[1] == offload.GSO_NONE and hit[1][0] in remcsum:  # type: ignore[index]
+                    h = rco.get(head)
+                    if h is None:
+                        if len(rco) > 64:
+                            rco.clear()
+                        _f, _g, _hl, _gs, start, off = offload.VNET.unpack(head)
+                        h = rco[head] = offload.rco_header(header, start, off) or b""
+                    if h:
+                        out.append((SEND, hit[1], h + buf[vlen:]))
+                        sent += 1
+                        rco_sent += 1
+                        nbytes += len(buf) - vlen
+                        continue
+            out.extend(self.from_port_vnet(port_id, buf))
+        if rco_sent:
+            self.offload["rco_datagrams"] += rco_sent
+        if sent:
+            c = self.tx.vni(state.vni)
+            c["tx_packets"] += sent
+            c["tx_bytes"] += nbytes
+        return out
+
+    def from_port_vnet(self, port_id: int, buf: bytes) -> List[Action]:
+        """A frame read behind a virtio header with offloads (``buf`` = header + frame): to an
+        RCO-capable VTEP as datagrams with RCO (a 64 KiB TCP frame cut into segments, no
+        checksum computed here); to another local TAP as it is (:data:`DELIVER_VNET`); to
+        anyone else as ordinary frames with finished checksums, through :meth:`from_port`."""
+        entry = self.ports.get(port_id)
+        state = self.vnis.get(entry[0]) if entry is not None else None
+        if state is not None and len(buf) >= offload.VNET_LEN + _MIN_FRAME:
+            hit = state.macs.get(buf[offload.VNET_LEN:offload.VNET_LEN + 6])
+            if hit is not None:
+                kind, where = hit
+                try:
+                    if kind == SEND and where[0] in self.remcsum:  # type: ignore[index]
+                        datagrams = offload.encap_rco(state.header, buf)
+                        if datagrams is not None:
+                            stats = self.offload
+                            stats["rco_datagrams"] += len(datagrams)
+                            if buf[1] & ~offload.GSO_ECN:
+                                stats["tso_frames"] += 1
+                            c = self.tx.vni(state.vni)
+                            c["tx_packets"] += len(datagrams)
+                            c["tx_bytes"] += sum(map(len, datagrams)) - 8 * len(datagrams)
+                            if len(datagrams) == 1:
+                                return [(SEND, where, datagrams[0])]
+                            return [(SEND_RUN, where, datagrams)]  # type: ignore[list-item]
+                    elif kind == DELIVER and where != port_id:
+                        self.tx.vni(state.vni)["local_packets"] += 1
+                        return [(DELIVER_VNET, where, buf)]
+                except (ValueError, IndexError, struct.error):
+                    self.tx.drop(DROP_OFFLOAD, state.vni)
+                    return []
+        try:
+            frames = offload.segment(buf[:offload.VNET_LEN], buf[offload.VNET_LEN:])
+        except (ValueError, IndexError, struct.error):
+            self.tx.drop(DROP_OFFLOAD, state.vni if state is not None else None)
+            return []
+        if buf[0] & offload.F_NEEDS_CSUM:
+            self.offload["csum_finished"] += len(frames)
+        if buf[1] & ~offload.GSO_ECN:
+            self.offload["tso_frames"] += 1
+        out: List[Action] = []
+        for frame in frames:
+            out.extend(self.from_port(port_id, frame))
+        return out
+
     def from_underlay(self, src_ip: str, datagram: bytes, packets: int = 1,
                       extra_bytes: int = 0) -> List[Action]:
         """A datagram from the underlay: check who sent it and what it is, then decapsulate.
@@ -328,11 +443,19 @@ class VtepCore:
             if vni != PROBE_VNI or not self.probes.offer(src_ip, datagram):
                 self.rx.drop(DROP_UNKNOWN_VNI)
             return []
-        frame = datagram[HEADER_LEN:]
+        # A merged superframe (~64 KiB) is handed on as a view, not copied once more.
+        frame: Any = datagram[HEADER_LEN:] if packets == 1 else memoryview(datagram)[HEADER_LEN:]
         if len(frame) < _MIN_FRAME:
             self.rx.drop(DROP_RUNT, vni)
             return []
-        dst = frame[:6]
+        if datagram[1] & offload.RCO_FLAG and src_ip in self.remcsum:
+            # (From a VTEP not agreed on RCO the reserved bits are ignored, as RFC 7348 says.)
+            if packets == 1 and offload.rco_vnet(datagram) is None:
+                # Remote checksum offload pointing outside the frame: nothing could finish it.
+                self.rx.drop(DROP_BAD_RCO, vni)
+                return []
+            self.offload["rco_received"] += packets
+        dst = datagram[HEADER_LEN:HEADER_LEN + 6]  # bytes (a view's slice hashes slowly)
         c = self.rx.vni(vni)
         if dst[0] & 1:
             if not state.local_ports:

@@ -12,9 +12,12 @@ Paths, chosen at run time (:attr:`Dataplane.features` says which):
 * receive coalescing (with UDP GRO, unless ``OVERLAY_TAP_GRO=0``): TAPs are opened with
   ``IFF_VNET_HDR`` (:attr:`Dataplane.vnet_hdr`) and consecutive TCP segments / UDP datagrams
   of one flow go to the TAP as one GSO superframe, see :mod:`overlay_agent.core.gro`;
-* TAPs with ``IFF_VNET_HDR`` get checksum offload and TSO if ``OVERLAY_TAP_TSO=1``:
-  the endpoint's kernel hands over 64 KiB TCP frames, cut here by :mod:`overlay_agent.io.tso`
-  (opt-in: slower than plain frames on CPython today); otherwise one frame per read;
+* transmit offloads (unless ``OVERLAY_TAP_TSO=0``): the TAPs (with ``IFF_VNET_HDR``) get
+  checksum offload and TSO while some member VTEP takes VXLAN Remote Checksum Offload
+  (:attr:`VtepCore.remcsum`, this product's agents): the endpoint's kernel hands over 64 KiB TCP
+  frames with unfinished checksums, cut here into RCO datagrams without computing a checksum,
+  see :mod:`overlay_agent.core.offload`; frames for other VTEPs get their checksums finished in
+  Python. ``OVERLAY_TAP_TSO=1`` keeps the offloads on even without RCO peers;
 * portable: one datagram per system call, no TAP offloads. ``OVERLAY_DATAPLANE=portable`` in
   the environment (or ``fast=False``) forces it, so both can be tested on one machine.
 """
@@ -25,15 +28,18 @@ import errno
 import os
 import select
 import socket
+import struct
 import threading
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
-from overlay_agent.core import gro
-from overlay_agent.core.vtep import DELIVER, SEND, VtepCore
+from overlay_agent.core import gro, offload
+from overlay_agent.core.vtep import DELIVER_VNET, SEND, SEND_RUN, VtepCore
 from overlay_agent.io import gso, pmtu, tso
 
 _READ_BUDGET = 64
 _MAX_FRAME = 65536
+#: receive batches are merged across calls up to this many bytes
+_JOIN_UPTO = 64 * 1024
 _MAX_READ = 65536 + 256  # a TSO frame: 64 KiB of IP plus the Ethernet and virtio headers
 
 
@@ -63,9 +69,11 @@ class Dataplane:
         #: what the fast path uses here (empty values: the portable path)
         self.features: Dict[str, bool] = feats
         self._sender = gso.GsoSender(self.sock, self._error, enabled=feats["gso"])
-        # TAP TSO with software segmentation works, but on CPython the per-segment TCP checksum
-        # (~5 us) costs more than the read it saves (docs/benchmarks.md): opt-in for now.
-        self._tso = bool(fast) and os.environ.get("OVERLAY_TAP_TSO", "") == "1"
+        # TAP checksum offload + TSO: "auto" (on while some member takes RCO: no checksum is
+        # computed here then), "1" always (checksums finished in Python for other VTEPs: slower
+        # than plain frames on CPython), "0" never.
+        mode = os.environ.get("OVERLAY_TAP_TSO", "auto")
+        self._tso_mode = "off" if not fast or mode == "0" else ("on" if mode == "1" else "auto")
         # Receive coalescing (core/gro.py) needs UDP GRO and TAPs with a virtio header;
         # OVERLAY_TAP_GRO=0 turns it off.
         self._gro_wanted = (bool(fast) and feats["gro"]
@@ -73,7 +81,7 @@ class Dataplane:
         feats["coalesce"] = False
         #: whether to open TAPs with IFF_VNET_HDR (either path handles such TAPs, and turns
         #: their offloads on only when TSO is wanted)
-        self.vnet_hdr = self._tso or self._gro_wanted
+        self.vnet_hdr = self._tso_mode != "off" or self._gro_wanted
         self._vnet: FrozenSet[int] = frozenset()  # TAP fds that carry a virtio header
         self.address = address
         self.port = port
@@ -103,9 +111,26 @@ class Dataplane:
             t.start()
             self._threads.append(t)
 
+    def _tso_wanted(self) -> bool:
+        if self._tso_mode == "auto":
+            return bool(self.core.remcsum)
+        return self._tso_mode == "on"
+
+    def refresh_offload(self) -> None:
+        """Turn the TAPs' offloads on or off after the member VTEPs (and RCO peers) changed."""
+        want = self._tso_wanted()
+        if want == self.features["tso"]:
+            return
+        ok = bool(self._vnet)
+        for fd in list(self._vnet):
+            ok = tso.set_offload(fd, want) == want and ok
+        self.features["tso"] = want and ok
+
     def add_tap(self, port_id: int, fd: int) -> None:
         if tso.has_vnet_hdr(fd):
-            self.features["tso"] = tso.set_offload(fd, self._tso)
+            want = self._tso_wanted()
+            got = tso.set_offload(fd, want)
+            self.features["tso"] = got if not self._vnet else self.features["tso"] and got
             self._vnet = self._vnet | {fd}
         taps = dict(self.taps)
         taps[port_id] = fd
@@ -143,7 +168,7 @@ class Dataplane:
         """Features in use and how the fast path did (JSON-ready)."""
         return {"features": dict(self.features), "merged_writes": self.merged[0],
                 "merged_segments": self.merged[1], "gso_calls": self._sender.calls,
-                "gso_datagrams": self._sender.datagrams}
+                "gso_datagrams": self._sender.datagrams, **self.core.offload}
 
     def _update_coalesce(self) -> None:
         # Merged frames need a virtio header on every TAP they could go to.
@@ -192,19 +217,38 @@ class Dataplane:
         for kind, where, data in actions:
             if kind == SEND:
                 self._sender.add(where, data)  # type: ignore[arg-type]
-            elif kind == DELIVER:
-                fd = self.taps.get(where)  # type: ignore[call-overload]
-                if fd is None:
-                    continue
-                try:
+                continue
+            if kind == SEND_RUN:
+                self._sender.add_run(where, data)  # type: ignore[arg-type]
+                continue
+            fd = self.taps.get(where)  # type: ignore[call-overload]
+            if fd is None:
+                continue
+            try:
+                if kind == DELIVER_VNET:  # header + frame, from a TAP with offloads
                     if fd in self._vnet:
-                        os.writev(fd, (vnet, data))
-                    elif vnet is gro.PLAIN:
                         os.write(fd, data)
-                    else:  # a merged frame, but the TAP was swapped for a plain one
-                        self._error("tap-write", OSError(errno.EPROTONOSUPPORT, "no vnet"))
-                except OSError as e:
-                    self._error("tap-write", e)
+                    else:
+                        for frame in offload.segment(data[:offload.VNET_LEN],
+                                                     data[offload.VNET_LEN:]):
+                            os.write(fd, frame)
+                elif fd in self._vnet:
+                    os.writev(fd, (vnet, data))
+                elif vnet == gro.PLAIN:
+                    os.write(fd, data)
+                else:  # checksum left to us (RCO), and this TAP cannot hand it on unfinished
+                    os.write(fd, offload.finish(vnet, data))
+            except (ValueError, struct.error) as e:
+                self._error("tap-write", OSError(errno.EPROTONOSUPPORT, str(e)))
+            except OSError as e:
+                self._error("tap-write", e)
+
+    def _deliver(self, actions: List[Tuple[int, object, bytes]], vnet: Optional[bytes]) -> None:
+        """Received frames' actions, with the virtio header their datagram's RCO asks for."""
+        if vnet is None:  # bad RCO fields: VtepCore.from_underlay has dropped and counted it
+            self._error("rco", OSError(errno.EINVAL, "bad remote checksum offload"))
+            return
+        self._perform(actions, vnet)
 
     def _rx_loop(self) -> None:
         sock = self.sock
@@ -231,8 +275,12 @@ class Dataplane:
             return False
         actions = self.core.from_underlay(addr[0], data)
         if actions:
-            self._perform(actions)
+            self._deliver(actions, self._rco_vnet(addr[0], data))
         return True
+
+    def _rco_vnet(self, src: str, datagram: bytes) -> Optional[bytes]:
+        """The virtio header a received datagram's RCO asks for (only from RCO peers)."""
+        return offload.rco_vnet(datagram) if src in self.core.remcsum else gro.PLAIN
 
     def _receive_gro(self) -> bool:
         try:
@@ -243,28 +291,58 @@ class Dataplane:
             self._error("recv", OSError(errno.EMSGSIZE, "datagram truncated"))
             return True
         size = gso.gro_size(anc) if anc else 0
+        if size and self.features["coalesce"]:
+            # The kernel hands over one GSO send (or less) per call: a TSO frame of the
+            # endpoint's, or part of one. While the next batches are of the same VTEP and size,
+            # merge across them (up to a 64 KiB superframe): fewer TAP writes, and the
+            # endpoint's TCP, which acknowledges per superframe, sends bigger TSO frames back.
+            parts = [data]
+            total = len(data)
+            while total % size == 0 and total + size <= _JOIN_UPTO:
+                try:
+                    d2, anc2, flags2, addr2 = self.sock.recvmsg(_MAX_FRAME, gso.CMSG_SPACE)
+                except BlockingIOError:
+                    break
+                size2 = gso.gro_size(anc2) if anc2 else 0
+                if (addr2 == addr and not flags2 & socket.MSG_TRUNC
+                        and (size2 == size or (not size2 and len(d2) <= size))):
+                    parts.append(d2)
+                    total += len(d2)
+                    continue
+                self._receive_batch(b"".join(parts) if len(parts) > 1 else data, size, addr[0])
+                if flags2 & socket.MSG_TRUNC:
+                    self._error("recv", OSError(errno.EMSGSIZE, "datagram truncated"))
+                    return True
+                parts, data, size, addr = [], d2, size2, addr2
+                break
+            if len(parts) > 1:
+                data = b"".join(parts)
+        self._receive_batch(data, size, addr[0])
+        return True
+
+    def _receive_batch(self, data: bytes, size: int, src: str) -> None:
+        """Datagrams of one VTEP, back to back, all ``size`` bytes but a shorter last one."""
         core = self.core
-        src = addr[0]
         if not size or size >= len(data):
             actions = core.from_underlay(src, data)
             if actions:
-                self._perform(actions)
-            return True
+                self._deliver(actions, self._rco_vnet(src, data))
+            return
         if self.features["coalesce"]:
             merged = self.merged
-            for dgram, packets, extra, vnet in gro.coalesce(data, size):
+            for dgram, packets, extra, vnet in gro.coalesce(data, size, src in core.remcsum):
                 actions = core.from_underlay(src, dgram, packets, extra)
                 if actions:
-                    self._perform(actions, vnet)
+                    self._deliver(actions, vnet)
                 if packets > 1:
                     merged[0] += 1
                     merged[1] += packets
-            return True
+            return
         for off in range(0, len(data), size):
-            actions = core.from_underlay(src, data[off:off + size])
+            dgram = data[off:off + size]
+            actions = core.from_underlay(src, dgram)
             if actions:
-                self._perform(actions)
-        return True
+                self._deliver(actions, self._rco_vnet(src, dgram))
 
     def _loop(self) -> None:
         """Both directions in one thread: what the underlay brings is written to a TAP, and the
@@ -304,8 +382,6 @@ class Dataplane:
 
     def _read_tap(self, port: int, fd: int) -> int:
         """Forward up to a budget of frames from one TAP; returns how many were read."""
-        vnet = fd in self._vnet
-        plain = tso.PLAIN
         frames: List[bytes] = []
         n = 0
         read = os.read
@@ -319,27 +395,24 @@ class Dataplane:
                 break
             if not frame:  # a retired TAP (now /dev/null): nothing more will come
                 break
-            if vnet:
-                if frame[:tso.VNET_LEN] != plain:
-                    self._forward(port, frames)
-                    frames = []
-                    self._from_vnet_tap(port, frame)  # offloads: segment, finish checksums
-                    continue
-                frame = frame[tso.VNET_LEN:]
             frames.append(frame)
         else:
             n = _READ_BUDGET
-        self._forward(port, frames)
+        if frames:
+            if fd in self._vnet:  # behind virtio headers: offloads (RCO, TSO) or plain
+                self._send_actions(self.core.from_port_vnet_batch(port, frames))
+            else:
+                self._send_actions(self.core.from_port_batch(port, frames))
         return n
 
-    def _forward(self, port: int, frames: List[bytes]) -> None:
-        """Frames read from one TAP, in order, through the VTEP and out."""
-        if not frames:
-            return
+    def _send_actions(self, actions: List[Tuple[int, object, bytes]]) -> None:
+        """Actions of frames read from a TAP: datagrams to the sender, the rest one by one."""
         add = self._sender.add
-        for kind, where, data in self.core.from_port_batch(port, frames):
+        for kind, where, data in actions:
             if kind == SEND:
                 add(where, data)  # type: ignore[arg-type]
+            elif kind == SEND_RUN:
+                self._sender.add_run(where, data)  # type: ignore[arg-type]
             else:
                 self._perform([(kind, where, data)])
 
@@ -380,23 +453,8 @@ class Dataplane:
             flush()
 
     def _from_vnet_tap(self, port: int, data: bytes) -> None:
-        """A frame behind a virtio header: cut a TSO frame and finish checksums, then forward."""
-        core = self.core
-        head = data[:tso.VNET_LEN]
-        if head == tso.PLAIN:
-            actions = core.from_port(port, data[tso.VNET_LEN:])
-            if actions:
-                self._perform(actions)
-            return
-        try:
-            frames = tso.segment(head, data[tso.VNET_LEN:])
-        except (ValueError, IndexError) as e:
-            self._error("tso", OSError(errno.EPROTONOSUPPORT, str(e)))
-            return
-        for frame in frames:
-            actions = core.from_port(port, frame)
-            if actions:
-                self._perform(actions)
+        """A frame behind a virtio header (plain, unfinished checksum, or TSO)."""
+        self._send_actions(self.core.from_port_vnet(port, data))
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:

@@ -25,6 +25,11 @@ MAX_SEGMENTS = 64
 #: Payload bytes of one GSO send: what fits in one IPv4/IPv6 datagram's length field.
 MAX_GSO_BYTES = 65000
 _U16 = struct.Struct("=H")
+
+
+def segments_per_send(mtu: int) -> int:
+    """How many VXLAN datagrams of an inner ``mtu`` one GSO send carries (44 at 1450)."""
+    return max(1, min(MAX_SEGMENTS, MAX_GSO_BYTES // (mtu + 14 + 8)))
 _INT = struct.Struct("=i")
 CMSG_SPACE = socket.CMSG_SPACE(_INT.size) if hasattr(socket, "CMSG_SPACE") else 24
 
@@ -93,6 +98,28 @@ class GsoSender:
             self._send_one(dest, data)
             return
         self._dest, self._size, self._parts, self._bytes = dest, n, [data], n
+
+    def add_run(self, dest: Tuple[str, int], datagrams: List[bytes]) -> None:
+        """Datagrams to ``dest``, all of the first one's size but a shorter last one (a TSO
+        frame's segments): whole GSO sends at once, the rest left open for what follows."""
+        size = len(datagrams[0])
+        per = min(MAX_SEGMENTS, MAX_GSO_BYTES // size) if self.enabled and size else 0
+        if per < 2 or len(datagrams) < 2:
+            for d in datagrams:
+                self.add(dest, d)
+            return
+        self.flush()
+        i, n = 0, len(datagrams)
+        while n - i > per:  # a full chunk, all of ``size`` bytes (the short one is the last)
+            self._dest, self._size, self._parts = dest, size, datagrams[i:i + per]
+            self._bytes = size * per
+            self.flush()
+            i += per
+        rest = datagrams[i:]
+        self._dest, self._size, self._parts = dest, size, rest
+        self._bytes = sum(map(len, rest))
+        if len(rest[-1]) < size:
+            self.flush()  # a shorter datagram ends the run
 
     def flush(self) -> None:
         parts = self._parts
