@@ -18,16 +18,19 @@ pytestmark = needs_root
 EPS = {"h1": ("10.12.0.2", "02:42:0a:0c:00:02"), "h2": ("10.12.0.3", "02:42:0a:0c:00:03")}
 
 
-def _pair(make_lab):
+def _pair(make_lab, rco=False, env=None):
+    """Two agents with an endpoint each; ``rco``: told that the other takes Remote Checksum
+    Offload (as the plugin tells every agent); ``env``: host -> environment for its agent."""
     lab = make_lab(2)
-    agents = {h: lab.agent(h) for h in EPS}
+    agents = {h: lab.agent(h, env=(env or {}).get(h)) for h in EPS}
     for host, agent in agents.items():
         agent.call("create_network", name="ov", vni=4100, subnet="10.12.0.0/16", mtu=1450)
         ip, mac = EPS[host]
         agent.call("add_endpoint", network="ov", name="e0", ip=ip, mac=mac)
     entries = [{"mac": mac, "ip": ip, "vtep": [lab.address(h), 4789]} for h, (ip, mac) in EPS.items()]
     for agent in agents.values():
-        agent.call("set_members", vteps=[lab.address(h) for h in EPS])
+        members = [lab.address(h) for h in EPS]
+        agent.call("set_members", vteps=members, remcsum=members if rco else [])
         agent.call("set_mappings", vni=4100, entries=entries,
                    vteps=[[lab.address(h), 4789] for h in EPS])
     return lab, agents
@@ -64,6 +67,42 @@ def test_tcp_transfer_4mib(make_lab, monkeypatch, mode):
             assert d["merged_writes"] > 10 and d["merged_segments"] > 2 * d["merged_writes"], d
     else:
         assert d1["merged_writes"] == 0 and d2["merged_writes"] == 0
+
+
+@pytest.mark.parametrize("mode", ["fast", "mixed"])
+def test_tcp_with_tso_and_remote_checksum_offload(make_lab, monkeypatch, mode):
+    """Agents agreed on RCO: the sender's TAP hands over 64 KiB TCP frames, cut into segments
+    whose checksums nobody computes on the way; the receiver hands them on unfinished (merged,
+    or one by one) and its endpoint's kernel takes them. "mixed": the receiver h2 runs the
+    portable path (plain TAPs), so it must finish every checksum itself instead."""
+    monkeypatch.setitem(os.environ, "OVERLAY_DATAPLANE", "fast")
+    monkeypatch.setitem(os.environ, "OVERLAY_TAP_GRO", "1")
+    monkeypatch.setitem(os.environ, "OVERLAY_DATAPLANE_THREADS", "1")
+    env = {"h2": {"OVERLAY_DATAPLANE": "portable"}} if mode == "mixed" else None
+    _, agents = _pair(make_lab, rco=True, env=env)
+    for src, dst in (("h1", "h2"), ("h2", "h1")):
+        res = agents[src].call("tcp_transfer", endpoint="e0", dst=EPS[dst][0], nbytes=4 << 20,
+                               timeout=20)
+        assert res["ok"], (mode, src, dst, res)
+    c1, c2 = agents["h1"].call("counters"), agents["h2"].call("counters")
+    assert not c1["io_errors"] and not c2["io_errors"], (c1["io_errors"], c2["io_errors"])
+    assert c1["drops"] == {} and c2["drops"] == {}, (c1["drops"], c2["drops"])
+    d1, d2 = c1["dataplane"], c2["dataplane"]
+    # h1 sent TSO frames as RCO segments and finished no checksum in Python.
+    assert d1["features"]["tso"] is True, d1
+    assert d1["tso_frames"] > 10 and d1["rco_datagrams"] > 20 * d1["tso_frames"] // 2, d1
+    assert d1["csum_finished"] == 0, d1
+    assert d2["rco_received"] > 0, d2
+    if mode == "fast":
+        assert d1["rco_received"] > 0, d1
+        assert d2["features"]["tso"] is True and d2["csum_finished"] == 0, d2
+        # One GSO send per TSO frame, one superframe per receive: ~40 segments each.
+        assert d1["gso_datagrams"] > 20 * d1["gso_calls"] // 2, d1
+        assert d2["merged_segments"] > 20 * d2["merged_writes"], d2
+    else:
+        # The portable side's plain TAPs: its endpoint finishes its own checksums, no RCO back.
+        assert d2["features"]["tso"] is False and d2["merged_writes"] == 0, d2
+        assert d1["rco_received"] == 0 and d2["rco_datagrams"] == 0, (d1, d2)
 
 
 def _payload(seq: int) -> bytes:
