@@ -9,6 +9,10 @@
 On send the I flag is set and every reserved bit is zero.  On receive the
 reserved bits are ignored (RFC 7348: "MUST be ignored on receipt"), so headers
 from extensions such as GPE or GBP still decode; only a missing I flag is an error.
+
+The data plane's one extension, Remote Checksum Offload between VTEPs agreed on it
+(R flag and checksum start in reserved bits), lives in ``core/offload.py``; this codec
+and every VTEP not agreed on RCO see only RFC 7348.
 """
 
 from __future__ import annotations
