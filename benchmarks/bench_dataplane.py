@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lab import BenchLab
@@ -54,21 +54,28 @@ class Path2:
     """Two endpoints (namespace, address) joined by one of the overlay paths."""
 
     def __init__(self, name: str, src_ns: str, dst_ns: str, dst_ip: str,
-                 pids: Optional[List[int]] = None) -> None:
+                 pids: Optional[List[int]] = None,
+                 delivered: Optional[Callable[[], int]] = None) -> None:
         self.name, self.src_ns, self.dst_ns, self.dst_ip = name, src_ns, dst_ns, dst_ip
         self.pids = pids or []
+        #: frames the receiving VTEP has handed to its endpoint so far (agent path only)
+        self.delivered = delivered
 
 
-def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool) -> Dict[str, Any]:
+def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool,
+          rate: str = "20G") -> Dict[str, Any]:
     server = lab.popen(path.dst_ns, "iperf3", "-s", "-1", "-p", str(PORT_IPERF), "-J")
     try:
         time.sleep(0.4)
         args = ["iperf3", "-c", path.dst_ip, "-p", str(PORT_IPERF), "-t", str(seconds), "-J"]
         if udp:
-            args += ["-u", "-l", "1400", "-b", "20G"]
+            args += ["-u", "-l", "1400", "-b", rate]
+        d0 = path.delivered() if path.delivered else 0
         cpu0, t0 = cpu_seconds(path.pids), time.monotonic()
         out = json.loads(lab.exec(path.src_ns, *args, timeout=seconds + 60))
-        cpu = (cpu_seconds(path.pids) - cpu0) / (time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        cpu = (cpu_seconds(path.pids) - cpu0) / elapsed
+        delivered = (path.delivered() - d0) / elapsed if path.delivered else None
         srv_out, _ = server.communicate(timeout=15)
     finally:
         if server.poll() is None:
@@ -85,7 +92,10 @@ def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool) -> Dict[str, An
     packets, lost = srv["packets"], srv["lost_packets"]
     secs = srv["seconds"] or seconds
     return {"pps": (packets - lost) / secs, "sent_pps": out["end"]["sum"]["packets"] / secs,
-            "loss_pct": srv["lost_percent"], "agent_cpu": cpu}
+            "loss_pct": srv["lost_percent"], "agent_cpu": cpu, "offered": rate,
+            # what the receiving VTEP handed to the endpoint's kernel, per second of the run
+            # (a few ARP/ping frames besides iperf3's): how much of the loss is past the VTEP
+            "vtep_delivered_pps": delivered}
 
 
 def ping(lab: BenchLab, path: Path2, count: int) -> Dict[str, Any]:
@@ -100,10 +110,13 @@ def ping(lab: BenchLab, path: Path2, count: int) -> Dict[str, Any]:
             "loss_pct": float(loss.group(1)) if loss else None}
 
 
-def measure(lab: BenchLab, path: Path2, seconds: float, pings: int) -> Dict[str, Any]:
-    res = {"ping": ping(lab, path, pings)}
+def measure(lab: BenchLab, path: Path2, seconds: float, pings: int,
+            udp_rates: Optional[List[str]] = None) -> Dict[str, Any]:
+    res: Dict[str, Any] = {"ping": ping(lab, path, pings)}
     res["tcp"] = iperf(lab, path, seconds, udp=False)
     res["udp"] = iperf(lab, path, seconds, udp=True)
+    if udp_rates:
+        res["udp_sweep"] = [iperf(lab, path, seconds, udp=True, rate=r) for r in udp_rates]
     return res
 
 
@@ -128,8 +141,11 @@ def agent_path(lab: BenchLab, portable: bool, tap_tso: str = "auto",
         # As the plugin does: every member is an agent and takes Remote Checksum Offload.
         agent.call("set_members", vteps=members, remcsum=members if remcsum else [])
         agent.call("set_mappings", vni=VNI_AGENT, entries=entries, vteps=vteps)
+    def delivered() -> int:
+        return int(agents["h2"].call("counters")["vnis"][str(VNI_AGENT)]["rx_packets"])
+
     return Path2("agent", f"{lab.prefix}-h1-e0", f"{lab.prefix}-h2-e0", "10.10.0.3",
-                 [a.proc.pid for a in agents.values()])
+                 [a.proc.pid for a in agents.values()], delivered)
 
 
 def kernel_path(lab: BenchLab) -> Path2:
@@ -168,12 +184,22 @@ def render(res: Dict[str, Any]) -> str:
         ("UDP 1400B kpps (rx)", f"{a['udp']['pps'] / 1e3:.1f}", f"{k['udp']['pps'] / 1e3:.1f}",
          f"{s['udp_pps_ratio']:.2f}", f">= {TARGETS['udp']}", ok[s["udp_ok"]]),
         ("UDP loss %", f"{a['udp']['loss_pct']:.1f}", f"{k['udp']['loss_pct']:.1f}", "", "", ""),
+        ("UDP kpps the VTEP delivered", f"{(a['udp'].get('vtep_delivered_pps') or 0) / 1e3:.1f}",
+         "", "", "", ""),
         ("ping RTT avg ms", f"{a['ping']['avg_ms']:.3f}", f"{k['ping']['avg_ms']:.3f}",
          f"+{s['rtt_added_ms']:.3f}", f"<= +{TARGETS['rtt_added_ms']}", ok[s["rtt_ok"]]),
         ("agent CPU (TCP/UDP)", f"{a['tcp']['agent_cpu']:.2f}/{a['udp']['agent_cpu']:.2f}",
          "", "", "", ""),
     ]
     head = ("metric", "agent VTEP", "kernel vxlan", "ratio", "target", "")
+    if "udp_sweep" in a and "udp_sweep" in k:
+        for ua, uk in zip(a["udp_sweep"], k["udp_sweep"]):
+            rows.append((f"UDP kpps (rx) at {ua['offered']}bit/s", f"{ua['pps'] / 1e3:.1f}",
+                         f"{uk['pps'] / 1e3:.1f}", f"{ua['pps'] / uk['pps']:.2f}", "", ""))
+        pa = max(u["pps"] for u in a["udp_sweep"] + [a["udp"]])
+        pk = max(u["pps"] for u in k["udp_sweep"] + [k["udp"]])
+        rows.append(("UDP kpps (rx), best of all rates", f"{pa / 1e3:.1f}", f"{pk / 1e3:.1f}",
+                     f"{pa / pk:.2f}", "", ""))
     widths = [max(len(str(r[i])) for r in [*rows, head]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
@@ -211,6 +237,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="also measure the agent with these environment settings, in the same "
                         "run (default: OVERLAY_TAP_GRO=0, no receive coalescing)")
     p.add_argument("--agent-only", action="store_true", help="skip the kernel vxlan path")
+    p.add_argument("--udp-rates", default="", metavar="RATE,...",
+                   help="also run UDP at these offered rates (iperf3 -b, e.g. 1.2G,2G) on both "
+                        "paths and print the received rate of each and the best")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("needs root (network namespaces, TAP devices): run with sudo")
@@ -231,17 +260,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                           remcsum=not args.no_remcsum),
                                           args.seconds, args.pings)
                 lab.stop_agents()
+            rates = [r for r in args.udp_rates.split(",") if r]
             res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
                                                    not args.no_coalesce,
                                                    remcsum=not args.no_remcsum),
-                                   args.seconds, args.pings)
+                                   args.seconds, args.pings, rates)
             res["agent_counters"] = lab.agents["h1"].call("counters")
             res["coalesce"] = not args.no_coalesce
             lab.stop_agents()
             if args.agent_only:
                 print(json.dumps(res, indent=2))
                 return 0
-            res["kernel"] = measure(lab, kernel_path(lab), args.seconds, args.pings)
+            res["kernel"] = measure(lab, kernel_path(lab), args.seconds, args.pings, rates)
             res["summary"] = summarize(res["agent"], res["kernel"])
             if args.baseline:
                 res["baseline_summary"] = summarize(res["baseline"], res["kernel"])
