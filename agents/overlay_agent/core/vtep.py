@@ -298,16 +298,12 @@ class VtepCore:
     def from_port_batch(self, port_id: int, frames: List[bytes]) -> List[Action]:
         """:meth:`from_port` for several frames of one port, in order: the same actions and
         counters, with the lookups per port and the counter updates done once per batch."""
-        entry = self.ports.get(port_id)
-        state = self.vnis.get(entry[0]) if entry is not None else None
-        if state is None:
-            out: List[Action] = []
-            for frame in frames:
-                out.extend(self.from_port(port_id, frame))
-            return out
+        state = self._port_state(port_id)
+        if state is None:  # unknown port: each frame is dropped and counted
+            return [a for frame in frames for a in self.from_port(port_id, frame)]
         macs = state.macs
         header = state.header
-        out = []
+        out: List[Action] = []
         sent = nbytes = 0
         for frame in frames:
             hit = macs.get(frame[:6])
@@ -327,20 +323,16 @@ class VtepCore:
         """:meth:`from_port_vnet` for several frames of one port, in order; the common ones
         (an ordinary frame, or one with an unfinished checksum for an RCO-capable VTEP) take a
         short path, the rest (TSO frames, local delivery, flooding) the full one."""
-        entry = self.ports.get(port_id)
-        state = self.vnis.get(entry[0]) if entry is not None else None
+        state = self._port_state(port_id)
         if state is None:
-            out: List[Action] = []
-            for buf in bufs:
-                out.extend(self.from_port_vnet(port_id, buf))
-            return out
+            return [a for buf in bufs for a in self.from_port_vnet(port_id, buf)]
         macs = state.macs
         header = state.header
         rco = state.rco
         remcsum = self.remcsum
         plain = offload.PLAIN
         vlen = offload.VNET_LEN
-        out = []
+        out: List[Action] = []
         sent = nbytes = rco_sent = 0
         for buf in bufs:
             hit = macs.get(buf[vlen:vlen + 6])
@@ -373,13 +365,16 @@ class VtepCore:
             c["tx_bytes"] += nbytes
         return out
 
+    def _port_state(self, port_id: int) -> Optional[VniState]:
+        entry = self.ports.get(port_id)
+        return self.vnis.get(entry[0]) if entry is not None else None
+
     def from_port_vnet(self, port_id: int, buf: bytes) -> List[Action]:
         """A frame read behind a virtio header with offloads (``buf`` = header + frame): to an
         RCO-capable VTEP as datagrams with RCO (a 64 KiB TCP frame cut into segments, no
         checksum computed here); to another local TAP as it is (:data:`DELIVER_VNET`); to
         anyone else as ordinary frames with finished checksums, through :meth:`from_port`."""
-        entry = self.ports.get(port_id)
-        state = self.vnis.get(entry[0]) if entry is not None else None
+        state = self._port_state(port_id)
         if state is not None and len(buf) >= offload.VNET_LEN + _MIN_FRAME:
             hit = state.macs.get(buf[offload.VNET_LEN:offload.VNET_LEN + 6])
             if hit is not None:
