@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,16 +119,21 @@ def test_connection_cut_mid_run(ssh_lab) -> None:  # type: ignore[no-untyped-def
     assert_no_trace(run.prefix, sl)
 
 
-def test_sigint_mid_run_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    sl = ssh_lab(2)
+def _slow_run(sl, tmp_path: Path, prefix: str, **popen: Any) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    """pytest with the plugin on ``sl``'s hosts and one test that sleeps two minutes."""
     inv = sl.write_inventory(tmp_path / "inv.yaml")
-    prefix = new_prefix()
     (tmp_path / "test_slow.py").write_text(
         "import time\n\ndef test_slow(overlay):\n    time.sleep(120)\n")
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         pytest_cmd(tmp_path, f"--overlay-hosts={inv}", f"--overlay-prefix={prefix}",
-                   "test_slow.py"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+                   "test_slow.py"), cwd=tmp_path, **popen)
+
+
+def test_sigint_mid_run_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sl = ssh_lab(2)
+    prefix = new_prefix()
+    proc = _slow_run(sl, tmp_path, prefix, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     text=True)
     try:
         wait_for(lambda: len([p for p in os.listdir("/tmp") if p.startswith(f"{prefix}-h")]) == 2
                  and len(namespaces(prefix)) == 2, 60, "both agents to be up with endpoints")
@@ -142,14 +148,8 @@ def test_sigint_mid_run_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type
 
 def test_sigkill_of_the_controller_leaves_nothing(ssh_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sl = ssh_lab(2)
-    inv = sl.write_inventory(tmp_path / "inv.yaml")
     prefix = new_prefix()
-    (tmp_path / "test_slow.py").write_text(
-        "import time\n\ndef test_slow(overlay):\n    time.sleep(120)\n")
-    proc = subprocess.Popen(
-        pytest_cmd(tmp_path, f"--overlay-hosts={inv}", f"--overlay-prefix={prefix}",
-                   "test_slow.py"), cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+    proc = _slow_run(sl, tmp_path, prefix, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: len(namespaces(prefix)) == 2, 60, "both agents to be up with endpoints")
         proc.kill()

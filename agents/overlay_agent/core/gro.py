@@ -28,16 +28,10 @@ from __future__ import annotations
 import struct
 from typing import List, Optional, Tuple
 
-from overlay_agent.core.offload import rco_vnet
+from overlay_agent.core.offload import F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, PLAIN, VNET, rco_vnet
 from overlay_agent.wire.vxlan import HEADER_LEN
 
-F_NEEDS_CSUM = 1
-GSO_NONE = 0
-GSO_TCPV4 = 1
 GSO_UDP_L4 = 5
-VNET = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
-#: The virtio header of an ordinary frame (checksums as on the wire, no segmentation).
-PLAIN = bytes(VNET.size)
 
 _ETH = HEADER_LEN  # the inner Ethernet header, within the VXLAN datagram
 _IP = _ETH + 14
@@ -214,4 +208,5 @@ def _flush(buf: bytes, run: List[Tuple[int, int]], hlen: int, out: List[Item],
     out.append((data, len(run), (len(run) - 1) * (14 + 20 + hlen), vnet))
 
 
-__all__ = ["PLAIN", "coalesce", "superframe"]
+__all__ = ["F_NEEDS_CSUM", "GSO_NONE", "GSO_TCPV4", "GSO_UDP_L4", "PLAIN", "VNET", "coalesce",
+           "superframe"]

@@ -12,15 +12,14 @@ from __future__ import annotations
 import fcntl
 import struct
 
+from overlay_agent.core.offload import VNET_LEN
+
 TUNSETOFFLOAD = 0x400454D0
 TUNGETIFF = 0x800454D2
 TUNSETVNETHDRSZ = 0x400454D8
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 IFF_VNET_HDR = 0x4000
-
-
-VNET_LEN = 10  # sizeof(struct virtio_net_hdr)
 
 
 def has_vnet_hdr(fd: int) -> bool:
