@@ -48,6 +48,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--udp", action="store_true")
+    p.add_argument("--rate", default="20G", help="iperf3 -b for --udp (default 20G)")
     p.add_argument("--portable", action="store_true")
     p.add_argument("--strace", action="store_true", help="count system calls (slows the agents)")
     args = p.parse_args()
@@ -60,7 +61,7 @@ def main() -> int:
             time.sleep(0.4)
             cmd = ["iperf3", "-c", path.dst_ip, "-p", str(PORT_IPERF), "-t", str(args.seconds)]
             if args.udp:
-                cmd += ["-u", "-l", "1400", "-b", "20G"]
+                cmd += ["-u", "-l", "1400", "-b", args.rate]
             client = lab.popen(path.src_ns, *cmd)
             tracers = []
             if args.strace:

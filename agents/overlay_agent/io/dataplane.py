@@ -41,6 +41,16 @@ _MAX_FRAME = 65536
 #: receive batches are merged across calls up to this many bytes
 _JOIN_UPTO = 64 * 1024
 _MAX_READ = 65536 + 256  # a TSO frame: 64 KiB of IP plus the Ethernet and virtio headers
+#: a TAP read of at least this many frames, none of them a TSO frame, counts as a burst
+_BURST = 4
+#: the largest frame that is not a TSO frame (MTU 9000 plus Ethernet and virtio headers)
+_PLAIN_FRAME = 9000 + 14 + 12
+
+
+def _yield_mode(value: str) -> Tuple[bool, bool]:
+    """OVERLAY_DATAPLANE_YIELD -> (after superframes into a TAP, after bursts to the underlay)."""
+    v = value.strip().lower()
+    return (v in ("1", "both", "rx"), v in ("1", "both", "tx"))
 
 
 class Dataplane:
@@ -89,6 +99,17 @@ class Dataplane:
         self.io_errors: Dict[str, int] = {}
         #: receive coalescing: superframes written, segments they carried
         self.merged = [0, 0]
+        # Give the CPU away after handing on a burst (sched_yield): after a superframe went
+        # into a TAP (the endpoint's reader, just woken, runs instead of this loop's next
+        # batch) and after a burst of plain frames went to the underlay (the receiving side
+        # runs instead of this loop reading more than the pipeline can carry). Under overload
+        # on shared CPUs, what the endpoints receive is bound by their share of the CPU; see
+        # docs/benchmarks.md. OVERLAY_DATAPLANE_YIELD: 1 (default), rx, tx or 0.
+        self._yield_rx, self._yield_tx = _yield_mode(
+            os.environ.get("OVERLAY_DATAPLANE_YIELD", "1"))
+        self._burst = False
+        #: sched_yield calls made (rx, tx)
+        self.yields = [0, 0]
         # One wake-up pipe per thread: the control side writes, the thread drains its own.
         self._pipes = {name: os.pipe() for name in ("rx", "tx")}
         self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -168,7 +189,8 @@ class Dataplane:
         """Features in use and how the fast path did (JSON-ready)."""
         return {"features": dict(self.features), "merged_writes": self.merged[0],
                 "merged_segments": self.merged[1], "gso_calls": self._sender.calls,
-                "gso_datagrams": self._sender.datagrams, **self.core.offload}
+                "gso_datagrams": self._sender.datagrams, "yields_rx": self.yields[0],
+                "yields_tx": self.yields[1], **self.core.offload}
 
     def _update_coalesce(self) -> None:
         # Merged frames need a virtio header on every TAP they could go to.
@@ -337,6 +359,9 @@ class Dataplane:
                 if packets > 1:
                     merged[0] += 1
                     merged[1] += packets
+                    if self._yield_rx:
+                        self.yields[0] += 1
+                        os.sched_yield()
             return
         for off in range(0, len(data), size):
             dgram = data[off:off + size]
@@ -379,6 +404,10 @@ class Dataplane:
                     if read_tap(port, fd):
                         busy = True
                 flush()
+                if self._burst:
+                    self._burst = False
+                    self.yields[1] += 1
+                    os.sched_yield()
 
     def _read_tap(self, port: int, fd: int) -> int:
         """Forward up to a budget of frames from one TAP; returns how many were read."""
@@ -399,6 +428,8 @@ class Dataplane:
         else:
             n = _READ_BUDGET
         if frames:
+            if self._yield_tx and n >= _BURST and len(frames[0]) <= _PLAIN_FRAME:
+                self._burst = True
             if fd in self._vnet:  # behind virtio headers: offloads (RCO, TSO) or plain
                 self._send_actions(self.core.from_port_vnet_batch(port, frames))
             else:
