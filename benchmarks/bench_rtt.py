@@ -2,17 +2,20 @@
 """Round-trip time through the agent's VTEP at several ping intervals, against kernel vxlan.
 
     sudo python3 benchmarks/bench_rtt.py [--intervals 0.001 0.01 0.2] [--count 200]
-                                         [--variant ENV=VAL,...]...
+                                         [--variant ENV=VAL,...]... [--floor]
 
 Same lab as bench_dataplane.py. Each ``--variant`` starts the agents with those environment
 settings (e.g. ``OVERLAY_DATAPLANE_THREADS=2``); without one the agents' defaults are measured.
-Prints min/avg/max per interval; the added RTT is agent avg minus kernel avg of the same run.
+``--floor`` also measures the least a process per host can add (``_relay.py``: a relay that
+only moves frames, one per system call), in CPython and, when a C compiler is installed, in C.
+Prints min/avg/max per interval; the added RTT is avg minus kernel avg of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +23,10 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lab import BenchLab
+from _relay import build_c
 from bench_dataplane import Path2, agent_path, kernel_path
+
+RELAY = Path(__file__).resolve().parent / "_relay.py"
 
 
 def pings(lab: BenchLab, path: Path2, interval: float, count: int) -> Dict[str, float]:
@@ -35,11 +41,39 @@ def pings(lab: BenchLab, path: Path2, interval: float, count: int) -> Dict[str, 
             "count": n}
 
 
+def relay_path(lab: BenchLab, name: str, binary: Optional[Path],
+               procs: List[subprocess.Popen[str]]) -> Path2:
+    """A relay process per host (``_relay.py``), each with a TAP in a fresh endpoint namespace."""
+    ips = {"h1": "10.12.0.2", "h2": "10.12.0.3"}
+    ens = {}
+    for host, peer in (("h1", "h2"), ("h2", "h1")):
+        ens[host] = lab.add_ns(f"{host}-{name}")
+        cmd = [sys.executable, str(RELAY), f"{lab.prefix}{name}", ens[host], f"{ips[host]}/16",
+               lab.address(host), lab.address(peer)]
+        if binary is not None:
+            cmd += ["--exec", str(binary)]
+        proc = lab.popen(lab.host_ns[host], *cmd)
+        procs.append(proc)
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"relay on {host} did not start: {proc.communicate()[1]}")
+    return Path2(name, ens["h1"], ens["h2"], ips["h2"])
+
+
+def stop(procs: List[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        proc.kill()
+        proc.communicate()
+    procs.clear()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--intervals", type=float, nargs="+", default=[0.001, 0.01, 0.2])
     p.add_argument("--count", type=int, default=200)
     p.add_argument("--variant", action="append", default=[], metavar="ENV=VAL,...")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure a bare relay per host, in CPython and in C")
     args = p.parse_args(argv)
     variants = [dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variant] or [{}]
     rows = []
@@ -51,6 +85,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows.append((f"agent {env or 'default'}",
                              [pings(lab, path, i, args.count) for i in args.intervals]))
                 lab.stop_agents()
+            if args.floor:
+                procs: List[subprocess.Popen[str]] = []
+                try:
+                    loops = [("py", "floor: bare relay, CPython", None)]
+                    binary = build_c(Path(tmp))
+                    if binary is None:
+                        print("no C compiler: the C relay is skipped", file=sys.stderr)
+                    else:
+                        loops.append(("c", "floor: bare relay, C", binary))
+                    for name, label, exe in loops:
+                        path = relay_path(lab, name, exe, procs)
+                        rows.append((label, [pings(lab, path, i, args.count)
+                                             for i in args.intervals]))
+                        stop(procs)
+                finally:
+                    stop(procs)
             kpath = kernel_path(lab)
             rows.append(("kernel vxlan", [pings(lab, kpath, i, args.count)
                                           for i in args.intervals]))
