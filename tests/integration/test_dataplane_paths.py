@@ -158,3 +158,35 @@ def test_udp_bursts_arrive_intact_through_coalescing(make_lab, monkeypatch, yiel
         assert d1["yields_tx"] > 0, d1
     else:
         assert d1["yields_rx"] == d1["yields_tx"] == d2["yields_rx"] == d2["yields_tx"] == 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_vanished_tap_is_dropped_from_the_loop(make_lab, monkeypatch, threads):
+    """An endpoint's TAP deleted under the agent (``ip link del`` inside the container): the
+    data plane stops watching it and counts it once, instead of spinning on a descriptor that
+    can never be read again, and the other endpoints keep their traffic."""
+    monkeypatch.setitem(os.environ, "OVERLAY_DATAPLANE", "fast")
+    monkeypatch.setitem(os.environ, "OVERLAY_DATAPLANE_THREADS", threads)
+    lab, agents = _pair(make_lab)
+    h2 = agents["h2"]
+    h2.call("add_endpoint", network="ov", name="e1", ip="10.12.0.4", mac="02:42:0a:0c:00:04")
+    netns.ip("link", "del", "eth0", netns=f"{lab.prefix}-h2-e1")
+    deadline = time.monotonic() + 5
+    while not h2.call("counters")["io_errors"].get("tap-read:ENODEV"):
+        assert time.monotonic() < deadline, h2.call("counters")["io_errors"]
+        time.sleep(0.05)
+    cpu0 = _cpu_seconds(h2.proc.pid)
+    time.sleep(1.0)
+    used = _cpu_seconds(h2.proc.pid) - cpu0
+    assert used < 0.3, f"the agent used {used:.2f} s of CPU in 1 s with a dead TAP"
+    assert h2.call("counters")["io_errors"]["tap-read:ENODEV"] == 1
+    res = agents["h1"].call("ping", endpoint="e0", dst=EPS["h2"][0], count=3)
+    assert res["received"] == 3, res
+    assert agents["h1"].call("tcp_transfer", endpoint="e0", dst=EPS["h2"][0],
+                             nbytes=1 << 20, timeout=10)["ok"]
