@@ -31,6 +31,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from overlay_agent.core import gro, offload
@@ -46,6 +47,8 @@ _MAX_READ = 65536 + 256  # a TSO frame: 64 KiB of IP plus the Ethernet and virti
 _BURST = 4
 #: the largest frame that is not a TSO frame (MTU 9000 plus Ethernet and virtio headers)
 _PLAIN_FRAME = 9000 + 14 + 12
+#: a descriptor reported ready again within this many seconds is busy: read in batches
+_BUSY = 0.001
 #: epoll events of a descriptor that will never be readable again
 _GONE = select.EPOLLERR | select.EPOLLHUP
 
@@ -375,7 +378,7 @@ class Dataplane:
     def _loop(self) -> None:
         """Both directions in one thread: what the underlay brings is written to a TAP, what a
         TAP brings goes to the underlay. Descriptors are watched with epoll and read when the
-        kernel reports them ready: once, or, if a descriptor was ready in the pass before too
+        kernel reports them ready: once, or, if a descriptor was ready within the last ms too
         (a busy one), until the kernel has nothing more or a budget is spent. An idle path thus
         makes no empty reads (each a system call: ~5 us on a CPU that has been idle for a few
         ms, several per round trip) and a busy one still takes its frames in batches."""
@@ -392,7 +395,8 @@ class Dataplane:
                 ep.register(w, select.EPOLLIN)
             ports: Dict[int, int] = {}  # registered TAP fd -> port
             seen: Optional[Dict[int, int]] = None
-            hot: FrozenSet[int] = frozenset()
+            last: Dict[int, float] = {}  # fd -> when it was last reported ready
+            clock = time.monotonic
             while not self._stopping:
                 taps = self.taps  # replaced, never changed in place: a snapshot
                 if taps is not seen:
@@ -404,9 +408,13 @@ class Dataplane:
                     if self._stopping:
                         return
                     continue
+                now = clock()
                 for fd, mask in events:
+                    # Busy (also ready within the last ms): read it out; else one read.
+                    budget = _READ_BUDGET if now - last.get(fd, -1.0) < _BUSY else 1
+                    last[fd] = now
                     if fd == sfd:
-                        for _ in range(_READ_BUDGET if fd in hot else 1):
+                        for _ in range(budget):
                             try:
                                 if not receive():
                                     break
@@ -420,13 +428,12 @@ class Dataplane:
                             ports = _sync_epoll(ep, ports, {f: p for f, p in ports.items()
                                                             if f != fd})
                             continue
-                        read_tap(ports[fd], fd, _READ_BUDGET if fd in hot else 1)
+                        read_tap(ports[fd], fd, budget)
                 flush()
                 if self._burst:
                     self._burst = False
                     self.yields[1] += 1
                     os.sched_yield()
-                hot = frozenset(fd for fd, _ in events)
         finally:
             ep.close()
 
