@@ -7,9 +7,10 @@ other host; a datagram from the other host goes into the TAP without its header.
 checks, no counters, nothing batched: one frame per system call. Whatever the agent adds on top
 of this is its own cost; what this costs is the price of a process per host on the machine.
 
-Two loops, the same system calls: one in CPython (``--loop python``; the agent's language), and
-the same in C (``--loop c``), compiled by :func:`build_c` into the run's temporary directory
-when a C compiler is there (the agent itself stays stdlib Python: this is a yardstick).
+Two loops, the same system calls: :func:`relay` in CPython (the agent's language), and the same
+in C (``--exec BINARY``: this script makes the TAP and socket, then hands them over), compiled
+by :func:`build_c` into the run's temporary directory when a C compiler is there (the agent
+itself stays stdlib Python: the C loop is a yardstick).
 
     python3 benchmarks/_relay.py TAP ENDPOINT_NS IP/PREFIX LOCAL PEER [--port N] [--exec BINARY]
 

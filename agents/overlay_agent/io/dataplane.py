@@ -524,17 +524,24 @@ def _sync_epoll(ep: Any, have: Dict[int, int], want: Dict[int, int]) -> Dict[int
     """Make ``ep`` watch the TAP descriptors of ``want`` (fd -> port) instead of ``have``.
 
     A retired TAP's number now points at /dev/null (see :meth:`Dataplane.retire_tap`): the kernel
-    dropped its registration when the TAP itself was closed, so unregistering it may fail."""
+    dropped its registration when the TAP itself was closed, so unregistering it may fail; and a
+    TAP retired right after the snapshot ``want`` was taken cannot be registered (/dev/null is
+    not pollable): it is left out, and the next snapshot no longer has it."""
     for fd in have:
         if fd not in want:
             try:
                 ep.unregister(fd)
             except OSError:
                 pass
-    for fd in want:
+    now = {}
+    for fd, port in want.items():
         if fd not in have:
-            ep.register(fd, select.EPOLLIN)
-    return dict(want)
+            try:
+                ep.register(fd, select.EPOLLIN)
+            except OSError:
+                continue
+        now[fd] = port
+    return now
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:
