@@ -8,18 +8,21 @@ Same lab as bench_dataplane.py. Each ``--variant`` starts the agents with those 
 settings (e.g. ``OVERLAY_DATAPLANE_THREADS=2``); without one the agents' defaults are measured.
 ``--floor`` also measures the least a process per host can add (``_relay.py``: a relay that
 only moves frames, one per system call), in CPython and, when a C compiler is installed, in C.
-Prints min/avg/max per interval; the added RTT is avg minus kernel avg of the same run.
+Prints min/avg/max per interval; the added RTT is avg minus kernel avg of the same run; for the
+agents and relays also their CPU time and time spent waiting for a CPU per round trip
+(``/proc/PID/task/*/schedstat``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lab import BenchLab
@@ -29,16 +32,39 @@ from bench_dataplane import Path2, agent_path, kernel_path
 RELAY = Path(__file__).resolve().parent / "_relay.py"
 
 
+def schedstat(pids: List[int]) -> Tuple[int, int]:
+    """Nanoseconds the processes' threads spent on a CPU, and runnable waiting for one."""
+    run = wait = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    fields = f.read().split()
+            except OSError:  # a thread that has just ended
+                continue
+            run += int(fields[0])
+            wait += int(fields[1])
+    return run, wait
+
+
 def pings(lab: BenchLab, path: Path2, interval: float, count: int) -> Dict[str, float]:
+    """Ping stats in ms; for a path with processes of its own (agents, relays) also their CPU
+    time and their time waiting for a CPU per round trip, in us (from /proc schedstat)."""
     lab.exec(path.src_ns, "ping", "-c", "3", "-i", "0.05", "-W", "1", path.dst_ip)
     n = max(5, min(count, int(20 / interval)))  # at most ~20 s per interval
+    before = schedstat(path.pids)
     out = lab.exec(path.src_ns, "ping", "-c", str(n), "-i", str(interval), "-q", path.dst_ip,
                    timeout=n * interval + 30)
+    after = schedstat(path.pids)
     m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
     if not m:
         raise RuntimeError(f"cannot parse ping output: {out}")
-    return {"min": float(m.group(1)), "avg": float(m.group(2)), "max": float(m.group(3)),
-            "count": n}
+    res = {"min": float(m.group(1)), "avg": float(m.group(2)), "max": float(m.group(3)),
+           "count": n}
+    if path.pids:
+        res["cpu_us"] = (after[0] - before[0]) / n / 1000
+        res["wait_us"] = (after[1] - before[1]) / n / 1000
+    return res
 
 
 def relay_path(lab: BenchLab, name: str, binary: Optional[Path],
@@ -57,7 +83,8 @@ def relay_path(lab: BenchLab, name: str, binary: Optional[Path],
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"relay on {host} did not start: {proc.communicate()[1]}")
-    return Path2(name, ens["h1"], ens["h2"], ips["h2"])
+    # ``ip netns exec`` execs the relay (and the relay the C loop): one pid each, all along
+    return Path2(name, ens["h1"], ens["h2"], ips["h2"], [p.pid for p in procs])
 
 
 def stop(procs: List[subprocess.Popen[str]]) -> None:
@@ -110,8 +137,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, res in rows:
         print(name)
         for i, r, k in zip(args.intervals, res, kernel):
+            cpu = (f"  per round trip: CPU {r['cpu_us']:.0f} us, waiting for a CPU "
+                   f"{r['wait_us']:.0f} us" if "cpu_us" in r else "")
             print(f"  interval {i * 1000:6.1f} ms: min/avg/max {r['min']:.3f}/{r['avg']:.3f}/"
-                  f"{r['max']:.3f} ms  added (avg) +{r['avg'] - k['avg']:.3f} ms")
+                  f"{r['max']:.3f} ms  added (avg) +{r['avg'] - k['avg']:.3f} ms{cpu}")
     return 0
 
 
