@@ -30,6 +30,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         netns.enter(args.netns)
 
+    from overlay_agent.io import heap
+
+    heap.keep()  # fewer page faults per TSO frame; see io/heap.py
+
     from overlay_agent.agent import Agent
     from overlay_agent.rpc import RpcServer
 

@@ -36,7 +36,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from overlay_agent.core import gro, offload
 from overlay_agent.core.vtep import DELIVER_VNET, SEND, SEND_RUN, VtepCore
-from overlay_agent.io import gso, pmtu, tso
+from overlay_agent.io import gso, heap, pmtu, tso
 
 _READ_BUDGET = 64
 _MAX_FRAME = 65536
@@ -193,7 +193,8 @@ class Dataplane:
 
     def stats(self) -> Dict[str, object]:
         """Features in use and how the fast path did (JSON-ready)."""
-        return {"features": dict(self.features), "merged_writes": self.merged[0],
+        return {"features": dict(self.features), "heap_kept": heap.kept,
+                "merged_writes": self.merged[0],
                 "merged_segments": self.merged[1], "gso_calls": self._sender.calls,
                 "gso_datagrams": self._sender.datagrams, "yields_rx": self.yields[0],
                 "yields_tx": self.yields[1], **self.core.offload}
