@@ -158,3 +158,60 @@ def test_slow_controls_stretch_the_round() -> None:
     s.on_echo(ctl[0].id, 0.15)  # a busy machine: 150 ms for a small probe
     assert s.deadline() == pytest.approx(0.6)
     assert s.poll(0.3) == [] and not s.done
+
+
+def test_a_lone_clean_round_does_not_fail_a_size_once_loss_has_shown() -> None:
+    s = search()
+    probes = s.start(0.0)
+    sizes = sorted({p.size for p in probes if p.kind != CONTROL})
+    # Every control back; the largest size's copies all lost; one copy of the next size lost
+    # (plain loss: an MTU would have dropped all three), the rest back.
+    partial = sizes[-2]
+    lost_one = next(p.id for p in probes if p.size == partial and p.kind != CONTROL)
+    for p in probes:
+        if p.size != sizes[-1] and p.id != lost_one:
+            s.on_echo(p.id, 0.0)
+    s.poll(1.0)
+    assert s.loss_seen
+    assert s.hi == 1501 and sizes[-1] in s._failed_once
+
+
+def test_plain_loss_in_one_direction_is_never_a_blackhole() -> None:
+    # The integration test's lab (30 % of the probes lost on the way out, answers all back),
+    # simulated many times. Before: one clean round failed a size, and a search that ended in
+    # its first round with every control lost said "unreachable"; of 2 000 searches, 22 said
+    # "blackhole" (at 1499) and 51 "unreachable".
+    verdicts = [Path(1500, ptb=False, routers=["r1"], loss=0.3, seed=seed).run(search())["verdict"]
+                for seed in range(400)]
+    assert verdicts == ["lossy"] * 400, {v: verdicts.count(v) for v in set(verdicts)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_blackhole_behind_loss_is_still_found(seed: int) -> None:
+    path = Path(1400, ptb=False, routers=["r1", "r2"], drop_at=1, loss=0.1, seed=seed)
+    res = path.run(search())
+    assert res["verdict"] == "blackhole" and res["pmtu"] == 1400, res
+
+
+def test_sizes_back_but_every_control_lost_is_loss_not_unreachable() -> None:
+    s = search()
+    probes = s.start(0.0)
+    for p in probes:
+        if p.kind != CONTROL:
+            s.on_echo(p.id, 0.0)
+    while not s.done:
+        s.poll(10.0)
+    res = s.result()
+    assert res["verdict"] == "lossy" and res["pmtu"] == 1500, res
+
+
+def test_a_lossy_path_gets_twice_the_copies() -> None:
+    s = search()
+    first = s.start(0.0)
+    assert sum(1 for p in first if p.size == 1500) == 3
+    for p in first:
+        if p.kind == CONTROL:
+            s.on_echo(p.id, 0.0)
+            break  # the other controls are lost
+    later = s.poll(1.0)
+    assert s.loss_seen and sum(1 for p in later if p.size == 1500) == 6

@@ -14,9 +14,9 @@ Rounds, each ending when every probe is answered or ``timeout`` has passed:
 3. for a blackhole only: large and small probes with TTL 1..``max_ttl``; the last router that
    answers "time exceeded" to the large ones is where they vanish.
 
-A size fails when none of its copies came back in a round whose control probes all came back,
-or in two rounds where some did: plain loss then looks like loss (``lossy``), not like a small
-MTU.
+A size fails when none of its copies came back in a round whose control probes all came back
+on a path that has shown no loss so far, or else in two rounds where some did: plain loss then
+looks like loss (``lossy``), not like a small MTU.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ class PmtuSearch:
     below_sent: int = 0
     below_lost: int = 0
     rounds_done: int = 0
+    #: plain loss has shown on this path (a control lost, or only some copies of a size back)
+    loss_seen: bool = False
     max_rtt: float = 0.0
     done: bool = False
 
@@ -163,8 +165,11 @@ class PmtuSearch:
         out: List[Probe] = []
         for _ in range(self.controls):
             out.append(self._probe(self.control_size, CONTROL))
+        # On a path that loses packets, twice the copies: a size all of whose copies vanish is
+        # then far likelier to be too big than unlucky.
+        copies = self.copies * 2 if self.loss_seen else self.copies
         for size in sizes:
-            for _ in range(self.copies):
+            for _ in range(copies):
                 out.append(self._probe(size, SIZE))
         if hop_size:
             for ttl in range(1, self.max_ttl + 1):
@@ -189,13 +194,21 @@ class PmtuSearch:
         for s in mine:
             if s.probe.kind == SIZE:
                 by_size.setdefault(s.probe.size, []).append(s)
+        # An MTU drops every copy of a size; loss drops some. Once loss has shown (here or in
+        # an earlier round), one round in which a size's copies all vanished is not enough,
+        # even if this round's controls happened to come back: at 30 % loss, all three copies
+        # of a size go with all three controls through about one time in a hundred.
+        got_of = {size: sum(1 for c in copies if c.answered) for size, copies in by_size.items()}
+        if not clean or any(0 < got_of[size] < len(copies) for size, copies in by_size.items()):
+            self.loss_seen = True
         for size, copies in by_size.items():
-            got = sum(1 for c in copies if c.answered)
+            got = got_of[size]
             if size <= self.lo:
                 self.below_sent += len(copies)
                 self.below_lost += len(copies) - got
             if got == 0 and controls_ok and size not in self._passed and size < self.hi:
-                if clean or size in self._failed_once or self.ptb_mtu is not None:
+                if ((clean and not self.loss_seen) or size in self._failed_once
+                        or self.ptb_mtu is not None):
                     self._failed.add(size)
                     self._update_hi()
                 else:
@@ -240,7 +253,9 @@ class PmtuSearch:
 
     # -- the answer ---------------------------------------------------------------------------
     def result(self) -> Dict[str, object]:
-        unreachable = self.controls_answered == 0
+        # Nothing came back at all: not a control, not a size (a search decided in its first
+        # round can end with every control lost and the sizes answered: that is loss).
+        unreachable = self.controls_answered == 0 and self.lo == 0
         exact = self.lo + 1 >= self.hi
         pmtu = None if unreachable or self.lo == 0 else self.lo
         lost = self.controls_sent - self.controls_answered + self.below_lost
