@@ -51,6 +51,9 @@ _PLAIN_FRAME = 9000 + 14 + 12
 _BUSY = 0.001
 #: epoll events of a descriptor that will never be readable again
 _GONE = select.EPOLLERR | select.EPOLLHUP
+#: a plain int: ``socket.MSG_TRUNC`` is an enum.Flag, and ``flags & socket.MSG_TRUNC`` goes
+#: through ``Flag.__and__`` (0.5 us warm, more when cold; seen in py-spy profiles)
+_MSG_TRUNC = int(socket.MSG_TRUNC)
 
 
 def _yield_mode(value: str) -> Tuple[bool, bool]:
@@ -316,7 +319,7 @@ class Dataplane:
             data, anc, flags, addr = self.sock.recvmsg(_MAX_FRAME, gso.CMSG_SPACE)
         except BlockingIOError:
             return False
-        if flags & socket.MSG_TRUNC:
+        if flags & _MSG_TRUNC:
             self._error("recv", OSError(errno.EMSGSIZE, "datagram truncated"))
             return True
         size = gso.gro_size(anc) if anc else 0
@@ -333,13 +336,13 @@ class Dataplane:
                 except BlockingIOError:
                     break
                 size2 = gso.gro_size(anc2) if anc2 else 0
-                if (addr2 == addr and not flags2 & socket.MSG_TRUNC
+                if (addr2 == addr and not flags2 & _MSG_TRUNC
                         and (size2 == size or (not size2 and len(d2) <= size))):
                     parts.append(d2)
                     total += len(d2)
                     continue
                 self._receive_batch(b"".join(parts) if len(parts) > 1 else data, size, addr[0])
-                if flags2 & socket.MSG_TRUNC:
+                if flags2 & _MSG_TRUNC:
                     self._error("recv", OSError(errno.EMSGSIZE, "datagram truncated"))
                     return True
                 parts, data, size, addr = [], d2, size2, addr2
