@@ -10,7 +10,7 @@ settings (e.g. ``OVERLAY_DATAPLANE_THREADS=2``); without one the agents' default
 only moves frames, one per system call), in CPython and, when a C compiler is installed, in C.
 Prints min/avg/max per interval; the added RTT is avg minus kernel avg of the same run; for the
 agents and relays also their CPU time and time spent waiting for a CPU per round trip
-(``/proc/PID/task/*/schedstat``).
+(``/proc/PID/task/*/schedstat``), in all and per host.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lab import BenchLab
@@ -32,10 +32,12 @@ from bench_dataplane import Path2, agent_path, kernel_path
 RELAY = Path(__file__).resolve().parent / "_relay.py"
 
 
-def schedstat(pids: List[int]) -> Tuple[int, int]:
-    """Nanoseconds the processes' threads spent on a CPU, and runnable waiting for one."""
-    run = wait = 0
+def schedstat(pids: List[int]) -> List[Tuple[int, int, int]]:
+    """Per process: nanoseconds its threads spent on a CPU, and runnable waiting for one, and
+    how many times they were given a CPU (``/proc/PID/task/*/schedstat``)."""
+    out = []
     for pid in pids:
+        run = wait = slices = 0
         for tid in os.listdir(f"/proc/{pid}/task"):
             try:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
@@ -44,10 +46,12 @@ def schedstat(pids: List[int]) -> Tuple[int, int]:
                 continue
             run += int(fields[0])
             wait += int(fields[1])
-    return run, wait
+            slices += int(fields[2])
+        out.append((run, wait, slices))
+    return out
 
 
-def pings(lab: BenchLab, path: Path2, interval: float, count: int) -> Dict[str, float]:
+def pings(lab: BenchLab, path: Path2, interval: float, count: int) -> Dict[str, Any]:
     """Ping stats in ms; for a path with processes of its own (agents, relays) also their CPU
     time and their time waiting for a CPU per round trip, in us (from /proc schedstat)."""
     lab.exec(path.src_ns, "ping", "-c", "3", "-i", "0.05", "-W", "1", path.dst_ip)
@@ -62,8 +66,11 @@ def pings(lab: BenchLab, path: Path2, interval: float, count: int) -> Dict[str, 
     res = {"min": float(m.group(1)), "avg": float(m.group(2)), "max": float(m.group(3)),
            "count": n}
     if path.pids:
-        res["cpu_us"] = (after[0] - before[0]) / n / 1000
-        res["wait_us"] = (after[1] - before[1]) / n / 1000
+        d = [[(b - a) / n for a, b in zip(p0, p1)] for p0, p1 in zip(before, after)]
+        res["cpu_us"] = sum(x[0] for x in d) / 1000
+        res["wait_us"] = sum(x[1] for x in d) / 1000
+        res["hosts"] = [{"cpu_us": x[0] / 1000, "wait_us": x[1] / 1000, "slices": x[2]}
+                        for x in d]
     return res
 
 
@@ -141,6 +148,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    f"{r['wait_us']:.0f} us" if "cpu_us" in r else "")
             print(f"  interval {i * 1000:6.1f} ms: min/avg/max {r['min']:.3f}/{r['avg']:.3f}/"
                   f"{r['max']:.3f} ms  added (avg) +{r['avg'] - k['avg']:.3f} ms{cpu}")
+            for host, h in zip(("h1 (the ping's side)", "h2"), r.get("hosts", [])):
+                print(f"    {host}: CPU {h['cpu_us']:.0f} us, waiting {h['wait_us']:.0f} us, "
+                      f"{h['slices']:.2f} times on a CPU per round trip")
     return 0
 
 
