@@ -4,9 +4,10 @@ glibc gives memory at the top of a heap back to the kernel once more than ``M_TR
 (128 KiB) of it is free, and grows a heap ``M_TOP_PAD`` (128 KiB) at a time. The data thread's
 working set breathes by about that much with every TSO frame (a 64 KiB read, then its ~44
 datagrams of ~1.5 KiB each), so with the defaults each frame gave pages back and faulted fresh
-ones in again: 22 000-35 000 page faults a second on a TCP sender's agent, in ``sysmalloc``
-and in the TAP read's copy. A trim threshold of 8 MiB and a pad of 1 MiB make that ~170 a
-second (docs/benchmarks.md). The heap then keeps at most a few MiB it could have returned.
+ones in again: 10 000-56 000 page faults a second on a TCP sender's agent, in ``sysmalloc``
+and in the TAP read's copy. A trim threshold of 8 MiB and a pad of 1 MiB make that 150-300 a
+second, and TCP 6-7 % faster (docs/benchmarks.md, "The heap"). The heap then keeps up to a few
+MiB it could have returned; the agents' peak RSS did not grow.
 
 Set for the whole agent process at start-up through ``mallopt`` (``ctypes``: stdlib);
 ``OVERLAY_HEAP_KEEP=0`` leaves the C library's defaults. Anything but glibc on Linux (no
