@@ -433,6 +433,7 @@ def test_counters_snapshot_structure_and_totals(core: VtepCore) -> None:
         "local_packets": 1,
         "flooded": 1,
         "arp_suppressed": 1,
+        "ptb_relayed": 0,
         "drops": {"hairpin": 1, "runt-frame": 1},
     }
     assert snap["vnis"]["200"]["drops"] == {}

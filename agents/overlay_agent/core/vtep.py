@@ -18,7 +18,7 @@ import contextlib
 import struct
 from typing import Any, ContextManager, Dict, FrozenSet, List, Optional, Tuple
 
-from overlay_agent.core import offload
+from overlay_agent.core import offload, ptb
 from overlay_agent.core.probelog import PROBE_VNI, ProbeLog
 from overlay_agent.wire.vxlan import FLAG_I, HEADER_LEN
 
@@ -51,9 +51,12 @@ DROP_HAIRPIN = "hairpin"
 DROP_NO_RECEIVERS = "no-receivers"
 DROP_OFFLOAD = "bad-offload-frame"
 DROP_BAD_RCO = "bad-rco"
+#: refused by the underlay as larger than the path MTU (EMSGSIZE at the send; see core/ptb.py)
+DROP_TOO_BIG = "too-big"
 
 RX_KEYS = ("rx_packets", "rx_bytes")
-TX_KEYS = ("tx_packets", "tx_bytes", "local_packets", "flooded", "arp_suppressed")
+TX_KEYS = ("tx_packets", "tx_bytes", "local_packets", "flooded", "arp_suppressed",
+           "ptb_relayed")
 
 
 class VniState:
@@ -127,6 +130,9 @@ class VtepCore:
                         "rco_received": 0}
         #: underlay port probes that arrived from member VTEPs (see core/probelog.py)
         self.probes = ProbeLog()
+        #: when an endpoint is owed ICMP "fragmentation needed" (data side, transmit path)
+        self.ptb = ptb.Limiter()
+        self._ptb_ident = 0
         # The configuration the VniStates are built from (control side only).
         self._networks: Dict[int, Dict[str, object]] = {}
 
@@ -466,6 +472,33 @@ class VtepCore:
         c["rx_packets"] += packets
         c["rx_bytes"] += len(frame) + extra_bytes
         return [(DELIVER, hit[1], frame)]
+
+    # -- the path MTU (transmit side) --------------------------------------------------------
+    def too_big(self, datagram: bytes, now: float) -> bool:
+        """A datagram the underlay refused as larger than the path MTU (EMSGSIZE at the send):
+        counted as a ``too-big`` drop of its VNI. True when its endpoint is owed ICMP
+        "fragmentation needed" now; the caller then reads the path MTU to the VTEP it was for
+        and calls :meth:`relay_too_big`."""
+        vni = int.from_bytes(datagram[4:7], "big") if len(datagram) >= 8 else -1
+        self.tx.drop(DROP_TOO_BIG, vni if vni in self.vnis else None)
+        key = ptb.candidate(datagram)
+        return key is not None and self.ptb.allow(key, now)
+
+    def relay_too_big(self, datagram: bytes, inner_mtu: int) -> List[Action]:
+        """The ICMP "fragmentation needed" for a refused datagram, to the local endpoint that
+        sent it, advertising ``inner_mtu`` (what the path leaves for the inner IP packet)."""
+        vni = int.from_bytes(datagram[4:7], "big") if len(datagram) >= 8 else -1
+        src_mac = bytes(datagram[14:20])
+        port = next((p for p, (v, mac) in self.ports.items() if v == vni and mac == src_mac),
+                    None)
+        if port is None:
+            return []
+        self._ptb_ident = (self._ptb_ident + 1) & 0xFFFF
+        frame = ptb.frag_needed_frame(datagram, inner_mtu, self._ptb_ident)
+        if frame is None:
+            return []
+        self.tx.vni(vni)["ptb_relayed"] += 1
+        return [(DELIVER, port, frame)]
 
     # -- reporting ----------------------------------------------------------------------------
     def counters(self) -> Dict[str, object]:
