@@ -159,6 +159,7 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
             netns.ip("addr", "add", f"{ip}/{subnet.prefixlen}", "dev", "eth0", netns=ns)
             self._limit_tso(ns, int(net["mtu"]))
             netns.ip("link", "set", "eth0", "up", netns=ns)
+            self._fix_advmss(ns, ip, subnet, int(net["mtu"]))
             ep = Endpoint(name, network, net["vni"], ns, tap, fd, port, mac, ip)
             ep.responder = probes.Responder(ns, self.probe_port)
         except Exception:
@@ -171,6 +172,16 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
         assert self.dataplane is not None
         self.dataplane.add_tap(port, fd)
         return {"name": name, "netns": ns, "tap": tap, "mac": mac, "ip": ip, "vni": net["vni"]}
+
+    @staticmethod
+    def _fix_advmss(ns: str, ip: str, subnet: Any, mtu: int) -> None:
+        """Advertise the MSS of the endpoint's MTU whatever path MTU it has cached (the
+        ``advmss`` metric of its subnet route). Linux otherwise advertises the MSS of the path
+        MTU it learnt towards the peer (core/ptb.py relays those), so a stall in one direction
+        would pass or not depending on what the other direction learnt first; with the metric,
+        each direction of a pair is judged on its own path (docs/checks.md)."""
+        netns.ip("route", "replace", str(subnet), "dev", "eth0", "proto", "kernel", "scope",
+                 "link", "src", ip, "advmss", str(mtu - 40), netns=ns)
 
     def _limit_tso(self, ns: str, mtu: int) -> None:
         """Cap the endpoint's TSO frames at what one GSO send of the VTEP carries (~44

@@ -2,9 +2,12 @@
 
 The overlay MTU must be at most (smallest underlay path MTU between its hosts) - overhead
 (50 over IPv4, 70 over IPv6, or what the overhead check measured if larger). Too high: ``fail``,
-naming the pairs that stall on large payloads (the VTEP sets DF and never fragments) and,
-among them, the blackholes. Much lower than possible (more than :data:`SLACK` bytes):
-``pass`` with a warning, throughput is left on the table. The message names the setting.
+naming the pairs whose path is too small, split by what their senders learn: where the PTB of
+the underlay comes back, the VTEP relays it to the endpoint as ICMP "fragmentation needed" and
+path-MTU discovery recovers after lost packets (``pmtud_pairs``); where it does not (the
+blackholes, or no verdict), large payloads stall while small requests work
+(``stalling_pairs``). Much lower than possible (more than :data:`SLACK` bytes): ``pass`` with a
+warning, throughput is left on the table. The message names the setting.
 """
 
 from __future__ import annotations
@@ -62,17 +65,26 @@ def verdict(net: NetworkSpec, hosts: List[str], paths: Dict[Tuple[str, str], Dic
     details: Dict[str, Any] = {
         "configured": net.mtu, "recommended": best, "min_path_mtu": min_pmtu,
         "overhead": max(o for *_x, o, _v in rows), "limiting_pairs": limiting,
-        "stalling_pairs": [f"{a}->{b}" for a, b, _v in too_small],
+        "stalling_pairs": [f"{a}->{b}" for a, b, v in too_small if v != "ok"],
         "blackhole_pairs": [f"{a}->{b}" for a, b, v in too_small if v == "blackhole"],
+        "pmtud_pairs": [f"{a}->{b}" for a, b, v in too_small if v == "ok"],
     }
     if too_small:
         stall, hole = details["stalling_pairs"], details["blackhole_pairs"]
+        pmtud = details["pmtud_pairs"]
         parts = [f"MTU {net.mtu} is too high: the smallest underlay path MTU is {min_pmtu} "
                  f"({', '.join(limiting)}), which leaves {best} for the overlay"]
-        parts.append(f"packets above {best} never arrive, so large payloads stall on "
-                     f"{', '.join(stall)} while small requests work")
-        if hole:
-            parts.append(f"on {', '.join(hole)} nothing even tells the sender (ICMP blackhole)")
+        if stall:
+            why = ("nothing tells the sender (ICMP blackhole)" if hole == stall
+                   else "the sender may never learn why")
+            parts.append(f"packets above {best} never arrive and {why}, so large payloads "
+                         f"stall on {', '.join(stall)} while small requests work")
+        if pmtud:
+            parts.append(f"on {', '.join(pmtud)} the underlay reports the drops, the VTEP "
+                         "relays them to the sending endpoint (ICMP fragmentation needed) and "
+                         "its TCP recovers after lost packets (a tail-loss probe or retransmission "
+                         "timeout per destination); senders that ignore ICMP or clear DF lose "
+                         "large packets")
         parts.append(fix(best, net))
         return CheckResult(**base, outcome="fail", message="; ".join(parts), details=details)
     if net.mtu < best - SLACK:

@@ -24,7 +24,9 @@ def section(report: Report) -> List[Any]:
         verdict = "too high" if r.outcome == "fail" else (
             "too low" if d.get("warning") else ("ok" if r.outcome == "pass" else r.outcome))
         holes = set(d.get("blackhole_pairs") or [])
-        risk = ", ".join(f"{p} (no ICMP)" if p in holes else p for p in d.get("stalling_pairs") or [])
+        pairs = [f"{p} (no ICMP)" if p in holes else p for p in d.get("stalling_pairs") or []]
+        pairs += [f"{p} (PMTUD)" for p in d.get("pmtud_pairs") or []]
+        risk = ", ".join(pairs)
         t.add_row(r.src or "", str(r.vni), str(d.get("configured", "-")),
                   str(d.get("recommended", "-")), Text(verdict, style=STYLE[r.outcome]), risk or "-")
         if r.outcome == "fail" or d.get("warning"):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pytest_overlay.checks.mtu import verdict
-from pytest_overlay.models import NetworkSpec
+from pytest_overlay.models import NetworkSpec, Report
+from pytest_overlay.report import render
 
 NET = NetworkSpec(name="overlay0", vni=4096, mtu=1450)
 FAM = {"h1": 50, "h2": 50, "h3": 50}
@@ -22,7 +23,11 @@ def test_too_high_fails_names_pairs_and_the_fix() -> None:
     assert r.outcome == "fail"
     assert r.details["recommended"] == 1350 and r.details["min_path_mtu"] == 1400
     assert r.details["blackhole_pairs"] == ["h1->h3"]
-    assert set(r.details["stalling_pairs"]) == {"h1->h3", "h2->h3", "h3->h1", "h3->h2"}
+    # The VTEP relays the PTBs that do come back: only the blackhole stalls.
+    assert r.details["stalling_pairs"] == ["h1->h3"]
+    assert set(r.details["pmtud_pairs"]) == {"h2->h3", "h3->h1", "h3->h2"}
+    assert "stall on h1->h3 while small requests work" in r.message
+    assert "ICMP blackhole" in r.message and "tail-loss probe" in r.message
     for text in ("com.docker.network.driver.mtu=1350", "flannel", "Calico", "veth_mtu",
                  "Cilium", "--mtu=1350", "ip link set dev vxlan4096 mtu 1350", "h1->h3"):
         assert text in r.message
@@ -49,3 +54,26 @@ def test_ipv6_overhead_and_nothing_known() -> None:
     r = verdict(NET, ["h1", "h2", "h3"], _paths(1500), {}, fam6)
     assert r.outcome == "fail" and r.details["recommended"] == 1430
     assert verdict(NET, ["h1", "h2"], {}, {}, FAM).outcome == "skip"
+
+
+def test_pmtud_everywhere_still_fails_but_nothing_stalls() -> None:
+    r = verdict(NET, ["h1", "h2", "h3"], _paths(1400), {}, FAM)
+    assert r.outcome == "fail" and r.details["recommended"] == 1350
+    assert r.details["stalling_pairs"] == [] and r.details["blackhole_pairs"] == []
+    assert len(r.details["pmtud_pairs"]) == 4
+    assert "stall on" not in r.message and "fragmentation needed" in r.message
+
+
+def test_a_path_without_a_clear_verdict_counts_as_stalling() -> None:
+    r = verdict(NET, ["h1", "h2", "h3"], _paths(1400, "lossy"), {}, FAM)
+    assert r.details["stalling_pairs"] == ["h1->h3"] and r.details["blackhole_pairs"] == []
+    assert "may never learn why" in r.message
+
+
+def test_the_table_marks_blackholes_and_the_pairs_that_recover() -> None:
+    r = verdict(NET, ["h1", "h2", "h3"], _paths(1400, "blackhole"), {}, FAM)
+    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="",
+                    finished_at="", hosts=[], networks=[], results=[r], summary={})
+    text = render(report, width=240)
+    assert "Overlay MTU" in text and "h1->h3 (no ICMP)" in text
+    assert "h2->h3 (PMTUD)" in text and "h3->h2 (PMTUD)" in text

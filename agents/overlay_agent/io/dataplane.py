@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from overlay_agent.core import gro, offload
+from overlay_agent.core import gro, offload, ptb
 from overlay_agent.core.vtep import DELIVER_VNET, SEND, SEND_RUN, VtepCore
 from overlay_agent.io import gso, heap, pmtu, tso
 
@@ -87,7 +87,11 @@ class Dataplane:
         feats["tso"] = False
         #: what the fast path uses here (empty values: the portable path)
         self.features: Dict[str, bool] = feats
-        self._sender = gso.GsoSender(self.sock, self._error, enabled=feats["gso"])
+        # Frames refused as too big for the path are answered into their endpoint (ICMP
+        # "fragmentation needed", core/ptb.py); OVERLAY_PTB_RELAY=0 only counts them.
+        relay = os.environ.get("OVERLAY_PTB_RELAY", "1") != "0"
+        self._sender = gso.GsoSender(self.sock, self._error, enabled=feats["gso"],
+                                     too_big=self._too_big if relay else None)
         # TAP checksum offload + TSO: "auto" (on while some member takes RCO: no checksum is
         # computed here then), "1" always (checksums finished in Python for other VTEPs: slower
         # than plain frames on CPython), "0" never.
@@ -242,6 +246,17 @@ class Dataplane:
     def _error(self, what: str, e: OSError) -> None:
         key = f"{what}:{errno.errorcode.get(e.errno or 0, e.errno)}"
         self.io_errors[key] = self.io_errors.get(key, 0) + 1
+
+    def _too_big(self, dest: Tuple[str, int], datagram: bytes) -> None:
+        """The kernel refused a datagram as larger than the path MTU to ``dest``: tell its
+        endpoint (ICMP "fragmentation needed", core/ptb.py), at most once per flow and 100 ms."""
+        if not self.core.too_big(datagram, time.monotonic()):
+            return
+        mtu = pmtu.route_mtu(dest)
+        if mtu is None:
+            return
+        self._perform(self.core.relay_too_big(
+            datagram, ptb.inner_mtu(mtu, self.sock.family == socket.AF_INET6)))
 
     # -- the two directions -------------------------------------------------------------------
     def _perform(self, actions: List[Tuple[int, object, bytes]],

@@ -71,10 +71,13 @@ class GsoSender:
     """
 
     def __init__(self, sock: socket.socket, on_error: Callable[[str, OSError], None],
-                 enabled: bool = True) -> None:
+                 enabled: bool = True,
+                 too_big: Optional[Callable[[Tuple[str, int], bytes], None]] = None) -> None:
         self.sock = sock
         self.enabled = enabled
         self._error = on_error
+        #: called with each datagram the kernel refused as larger than the path MTU
+        self._too_big = too_big
         self._dest: Optional[Tuple[str, int]] = None
         self._size = 0
         self._parts: List[bytes] = []
@@ -159,3 +162,5 @@ class GsoSender:
             self.sock.sendto(data, dest)
         except OSError as e:
             self._error("send", e)
+            if e.errno == errno.EMSGSIZE and self._too_big is not None:
+                self._too_big(dest, data)

@@ -33,6 +33,7 @@ MSG_ERRQUEUE = 0x2000
 IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, IP_RECVERR, IP_PMTUDISC_DO = 10, 3, 11, 2
 IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE, IPV6_RECVERR, IPV6_PMTUDISC_DO = 23, 3, 25, 2
 SOL_IP, SOL_IPV6 = 0, 41
+IP_MTU, IPV6_MTU = 14, 24
 ORIGIN_LOCAL, ORIGIN_ICMP, ORIGIN_ICMP6 = 1, 2, 3
 
 
@@ -53,6 +54,20 @@ def set_outer_df(sock: socket.socket) -> None:
         sock.setsockopt(SOL_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
     else:
         sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+
+
+def route_mtu(dest: Tuple[str, int]) -> Optional[int]:
+    """The path MTU the kernel holds for ``dest`` (its cached PTB value, else the route's MTU),
+    as a UDP socket connected there reads it (``IP_MTU`` / ``IPV6_MTU``); None if unknown."""
+    family = _family(dest[0])
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(dest)
+            if family == socket.AF_INET6:
+                return int(s.getsockopt(SOL_IPV6, IPV6_MTU))
+            return int(s.getsockopt(SOL_IP, IP_MTU))
+    except OSError:
+        return None
 
 
 class EchoResponder:
