@@ -17,6 +17,8 @@ import socket
 import struct
 from typing import Callable, Dict, List, Optional, Tuple
 
+from overlay_agent.io import pmtu
+
 SOL_UDP = 17
 UDP_SEGMENT = 103
 UDP_GRO = 104
@@ -72,12 +74,14 @@ class GsoSender:
 
     def __init__(self, sock: socket.socket, on_error: Callable[[str, OSError], None],
                  enabled: bool = True,
-                 too_big: Optional[Callable[[Tuple[str, int], bytes], None]] = None) -> None:
+                 too_big: Optional[Callable[[Tuple[str, int], bytes], None]] = None,
+                 path_mtu: Optional[Callable[[Tuple[str, int]], Optional[int]]] = None) -> None:
         self.sock = sock
         self.enabled = enabled
         self._error = on_error
         #: called with each datagram the kernel refused as larger than the path MTU
         self._too_big = too_big
+        self._path_mtu = path_mtu or pmtu.route_mtu
         self._dest: Optional[Tuple[str, int]] = None
         self._size = 0
         self._parts: List[bytes] = []
@@ -141,9 +145,11 @@ class GsoSender:
             # The datagrams as an iovec: the kernel gathers them, no joined copy here.
             self.sock.sendmsg(parts, [(SOL_UDP, UDP_SEGMENT, _U16.pack(self._size))], 0, dest)
         except OSError as e:
-            if e.errno == errno.EMSGSIZE:
+            if e.errno == errno.EMSGSIZE or (e.errno == errno.EINVAL
+                                             and self._beyond_path(dest, self._size)):
                 # Segments larger than the known path MTU (DF is always set): each one is
-                # refused on its own and counted; a shorter last one may still fit.
+                # refused on its own and counted; a shorter last one may still fit. (Kernels
+                # before 6.x say EINVAL for a GSO send whose segments exceed the path MTU.)
                 for p in parts:
                     self._send_one(dest, p)
             elif e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
@@ -154,6 +160,13 @@ class GsoSender:
                     self._send_one(dest, p)
             else:
                 self._error("send", e)
+
+    def _beyond_path(self, dest: Tuple[str, int], size: int) -> bool:
+        """Whether UDP datagrams of ``size`` bytes exceed the path MTU the kernel holds for
+        ``dest`` (so a refused GSO send says nothing about the device's offloads)."""
+        mtu = self._path_mtu(dest)
+        header = 48 if ":" in dest[0] else 28
+        return mtu is not None and size + header > mtu
 
     def _send_one(self, dest: Tuple[str, int], data: bytes) -> None:
         self.calls += 1
