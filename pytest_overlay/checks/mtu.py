@@ -77,14 +77,14 @@ def verdict(net: NetworkSpec, hosts: List[str], paths: Dict[Tuple[str, str], Dic
         if stall:
             why = ("nothing tells the sender (ICMP blackhole)" if hole == stall
                    else "the sender may never learn why")
-            parts.append(f"packets above {best} never arrive and {why}, so large payloads "
-                         f"stall on {', '.join(stall)} while small requests work")
+            parts.append(f"on {', '.join(stall)} packets above {best} never arrive and "
+                         f"{why}: large payloads stall while small requests work")
         if pmtud:
-            parts.append(f"on {', '.join(pmtud)} the underlay reports the drops, the VTEP "
-                         "relays them to the sending endpoint (ICMP fragmentation needed) and "
-                         "its TCP recovers after lost packets (a tail-loss probe or retransmission "
-                         "timeout per destination); senders that ignore ICMP or clear DF lose "
-                         "large packets")
+            parts.append(f"on {', '.join(pmtud)} the underlay reports the drops: the VTEP "
+                         "relays them to the sending endpoint as ICMP fragmentation needed, and "
+                         "TCP recovers after losing the first large packets to each destination "
+                         "(a tail-loss probe or retransmission timeout); senders that ignore "
+                         "ICMP or clear DF keep losing large packets")
         parts.append(fix(best, net))
         return CheckResult(**base, outcome="fail", message="; ".join(parts), details=details)
     if net.mtu < best - SLACK:

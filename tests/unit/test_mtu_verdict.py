@@ -26,7 +26,8 @@ def test_too_high_fails_names_pairs_and_the_fix() -> None:
     # The VTEP relays the PTBs that do come back: only the blackhole stalls.
     assert r.details["stalling_pairs"] == ["h1->h3"]
     assert set(r.details["pmtud_pairs"]) == {"h2->h3", "h3->h1", "h3->h2"}
-    assert "stall on h1->h3 while small requests work" in r.message
+    assert "on h1->h3 packets above 1350 never arrive" in r.message
+    assert "large payloads stall while small requests work" in r.message
     assert "ICMP blackhole" in r.message and "tail-loss probe" in r.message
     for text in ("com.docker.network.driver.mtu=1350", "flannel", "Calico", "veth_mtu",
                  "Cilium", "--mtu=1350", "ip link set dev vxlan4096 mtu 1350", "h1->h3"):
@@ -61,7 +62,7 @@ def test_pmtud_everywhere_still_fails_but_nothing_stalls() -> None:
     assert r.outcome == "fail" and r.details["recommended"] == 1350
     assert r.details["stalling_pairs"] == [] and r.details["blackhole_pairs"] == []
     assert len(r.details["pmtud_pairs"]) == 4
-    assert "stall on" not in r.message and "fragmentation needed" in r.message
+    assert "payloads stall" not in r.message and "fragmentation needed" in r.message
 
 
 def test_a_path_without_a_clear_verdict_counts_as_stalling() -> None:
