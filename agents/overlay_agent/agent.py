@@ -179,9 +179,13 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
         ``advmss`` metric of its subnet route). Linux otherwise advertises the MSS of the path
         MTU it learnt towards the peer (core/ptb.py relays those), so a stall in one direction
         would pass or not depending on what the other direction learnt first; with the metric,
-        each direction of a pair is judged on its own path (docs/checks.md)."""
-        netns.ip("route", "replace", str(subnet), "dev", "eth0", "proto", "kernel", "scope",
-                 "link", "src", ip, "advmss", str(mtu - 40), netns=ns)
+        each direction of a pair is judged on its own path (docs/checks.md). Best effort: an
+        ip(8) that cannot leaves the kernel's default."""
+        try:
+            netns.ip("route", "replace", str(subnet), "dev", "eth0", "proto", "kernel",
+                     "scope", "link", "src", ip, "advmss", str(mtu - 40), netns=ns)
+        except netns.NetnsError:
+            pass
 
     def _limit_tso(self, ns: str, mtu: int) -> None:
         """Cap the endpoint's TSO frames at what one GSO send of the VTEP carries (~44

@@ -2,8 +2,9 @@
 a frame too big for the underlay path is answered with ICMP "fragmentation needed" into its
 endpoint (core/ptb.py), so the endpoint's TCP learns the overlay path MTU and a large transfer
 completes where the router's PTB reaches the VTEP's host; behind the blackhole (r1 eats the
-PTBs to h1) nothing is learnt and the transfer stalls. The oracle is the endpoint's own kernel:
-its route cache holds the advertised MTU."""
+PTBs to h1) nothing is learnt and the transfer stalls, also once the far endpoint has learnt
+the path MTU of the way back. The oracle is the endpoints' own kernels: the route cache holds
+the advertised MTU."""
 
 from __future__ import annotations
 
@@ -74,3 +75,19 @@ def test_pmtud_works_through_the_vtep_unless_the_underlay_eats_the_ptb(
     assert _vni_row(agents["h1"])["ptb_relayed"] == 0
     route = lab.run("h1", "ip", "route", "get", dst, netns=f"{lab.prefix}-h1-e0").stdout
     assert "mtu" not in route, route
+
+    # h3 -> h1 works (r2's PTB reaches h3), and h3's endpoint now holds the path MTU towards
+    # h1's. Linux would advertise the MSS of that path MTU in h3's SYN-ACKs, so h1's next
+    # connection would send small segments and the blackhole would hide; the endpoints
+    # advertise the MSS of their own MTU instead, and h1 -> h3 still stalls.
+    back = agents["h3"].call("tcp_transfer", endpoint="e0", dst=EPS["h1"][0],
+                             nbytes=256 * 1024, timeout=15.0)
+    assert back["ok"], back
+    h3_route = lab.run("h3", "ip", "route", "get", EPS["h1"][0],
+                       netns=f"{lab.prefix}-h3-e0").stdout
+    assert f"mtu {inner}" in h3_route, h3_route
+    assert f"advmss {mtu - 40}" in lab.run("h3", "ip", "route", "show",
+                                           netns=f"{lab.prefix}-h3-e0").stdout
+    again = agents["h1"].call("tcp_transfer", endpoint="e0", dst=dst, nbytes=64 * 1024,
+                              timeout=3.0)
+    assert not again["ok"], again
