@@ -63,13 +63,15 @@ class Path2:
 
 
 def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool,
-          rate: str = "20G") -> Dict[str, Any]:
+          rate: str = "20G", window: Optional[str] = None) -> Dict[str, Any]:
     server = lab.popen(path.dst_ns, "iperf3", "-s", "-1", "-p", str(PORT_IPERF), "-J")
     try:
         time.sleep(0.4)
         args = ["iperf3", "-c", path.dst_ip, "-p", str(PORT_IPERF), "-t", str(seconds), "-J"]
         if udp:
             args += ["-u", "-l", "1400", "-b", rate]
+        if window:  # socket buffers of both ends (iperf3 hands -w to the server too)
+            args += ["-w", window]
         d0 = path.delivered() if path.delivered else 0
         cpu0, t0 = cpu_seconds(path.pids), time.monotonic()
         out = json.loads(lab.exec(path.src_ns, *args, timeout=seconds + 60))
@@ -92,7 +94,7 @@ def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool,
     packets, lost = srv["packets"], srv["lost_packets"]
     secs = srv["seconds"] or seconds
     return {"pps": (packets - lost) / secs, "sent_pps": out["end"]["sum"]["packets"] / secs,
-            "loss_pct": srv["lost_percent"], "agent_cpu": cpu, "offered": rate,
+            "loss_pct": srv["lost_percent"], "agent_cpu": cpu, "offered": rate, "window": window,
             # what the receiving VTEP handed to the endpoint's kernel, per second of the run
             # (a few ARP/ping frames besides iperf3's): how much of the loss is past the VTEP
             "vtep_delivered_pps": delivered}
@@ -111,12 +113,15 @@ def ping(lab: BenchLab, path: Path2, count: int) -> Dict[str, Any]:
 
 
 def measure(lab: BenchLab, path: Path2, seconds: float, pings: int,
-            udp_rates: Optional[List[str]] = None) -> Dict[str, Any]:
+            udp_rates: Optional[List[str]] = None,
+            udp_window: Optional[str] = None) -> Dict[str, Any]:
     res: Dict[str, Any] = {"ping": ping(lab, path, pings)}
     res["tcp"] = iperf(lab, path, seconds, udp=False)
     res["udp"] = iperf(lab, path, seconds, udp=True)
     if udp_rates:
         res["udp_sweep"] = [iperf(lab, path, seconds, udp=True, rate=r) for r in udp_rates]
+    if udp_window:
+        res["udp_window"] = iperf(lab, path, seconds, udp=True, window=udp_window)
     return res
 
 
@@ -200,6 +205,12 @@ def render(res: Dict[str, Any]) -> str:
         pk = max(u["pps"] for u in k["udp_sweep"] + [k["udp"]])
         rows.append(("UDP kpps (rx), best of all rates", f"{pa / 1e3:.1f}", f"{pk / 1e3:.1f}",
                      f"{pa / pk:.2f}", "", ""))
+    if "udp_window" in a and "udp_window" in k:
+        ua, uk = a["udp_window"], k["udp_window"]
+        rows.append((f"UDP kpps (rx), iperf3 -w {ua['window']} on both", f"{ua['pps'] / 1e3:.1f}",
+                     f"{uk['pps'] / 1e3:.1f}", f"{ua['pps'] / uk['pps']:.2f}", "", ""))
+        rows.append(("  UDP loss % with it", f"{ua['loss_pct']:.1f}", f"{uk['loss_pct']:.1f}",
+                     "", "", ""))
     widths = [max(len(str(r[i])) for r in [*rows, head]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
@@ -240,6 +251,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--udp-rates", default="", metavar="RATE,...",
                    help="also run UDP at these offered rates (iperf3 -b, e.g. 1.2G,2G) on both "
                         "paths and print the received rate of each and the best")
+    p.add_argument("--udp-window", default=None, metavar="SIZE",
+                   help="also run UDP at the default offer with iperf3 -w SIZE (the socket "
+                        "buffers of both ends, e.g. 1M) on both paths: how much of the loss is "
+                        "the receiving socket's")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("needs root (network namespaces, TAP devices): run with sudo")
@@ -264,14 +279,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
                                                    not args.no_coalesce,
                                                    remcsum=not args.no_remcsum),
-                                   args.seconds, args.pings, rates)
+                                   args.seconds, args.pings, rates, args.udp_window)
             res["agent_counters"] = lab.agents["h1"].call("counters")
             res["coalesce"] = not args.no_coalesce
             lab.stop_agents()
             if args.agent_only:
                 print(json.dumps(res, indent=2))
                 return 0
-            res["kernel"] = measure(lab, kernel_path(lab), args.seconds, args.pings, rates)
+            res["kernel"] = measure(lab, kernel_path(lab), args.seconds, args.pings, rates,
+                                    args.udp_window)
             res["summary"] = summarize(res["agent"], res["kernel"])
             if args.baseline:
                 res["baseline_summary"] = summarize(res["baseline"], res["kernel"])
