@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_overlay import evidence
 from pytest_overlay.errors import OverlayError
@@ -38,20 +38,43 @@ def test_ids(plan: RunPlan) -> List[str]:
     return [f"{a.label}->{b.label}[vni={vni}]" for a, b, vni in pairs(plan)]
 
 
-def judge(ping: Dict[str, Any], tcp: Dict[str, Any]) -> Tuple[str, str]:
-    """Outcome and message from one pair's ping and transfer results."""
+def _sender_view(tcp: Dict[str, Any], mtu: Optional[int]) -> Tuple[Optional[int], str]:
+    """The path MTU the sending endpoint's TCP ended up with, and a clause saying so."""
+    info = tcp.get("tcp_info") or {}
+    pmtu, retrans = info.get("pmtu"), info.get("retransmits")
+    if not pmtu or not mtu:
+        return None, ""
+    again = f", {retrans} segments retransmitted" if retrans else ""
+    if pmtu < mtu:
+        return pmtu, (f"the sender's path MTU is {pmtu}, below its MTU of {mtu} "
+                      f"(learnt by path-MTU discovery through the VTEP{again})")
+    return pmtu, f"the sender still used its full MTU of {mtu}{again}"
+
+
+def judge(ping: Dict[str, Any], tcp: Dict[str, Any], mtu: Optional[int] = None
+          ) -> Tuple[str, str]:
+    """Outcome and message from one pair's ping and transfer results (``mtu``: the network's,
+    to read the sender's ``tcp_info`` against)."""
     got = int(ping.get("received", 0))
     sent = int(ping.get("sent", 0))
     ok_tcp = bool(tcp.get("ok"))
+    pmtu, view = _sender_view(tcp, mtu)
     if got and ok_tcp:
         lost = f", {sent - got} of {sent} pings lost" if got < sent else ""
-        return "pass", f"ICMP echo and {TRANSFER_BYTES // 1024} KiB TCP transfer passed{lost}"
+        msg = f"ICMP echo and {TRANSFER_BYTES // 1024} KiB TCP transfer passed{lost}"
+        if pmtu is not None and mtu is not None and pmtu < mtu:
+            msg += f"; {view}: the overlay MTU is too high for this path (see mtu)"
+        return "pass", msg
     why = tcp.get("error") or "transfer failed"
     if got and not ok_tcp:
+        told = ""
+        if pmtu is not None and mtu is not None:
+            told = (f"; {view}: nothing told it the path is smaller" if pmtu >= mtu
+                    else f"; {view}")
         return "fail", (
             f"ICMP echo passes but the {TRANSFER_BYTES // 1024} KiB TCP transfer fails ({why}): "
-            "small packets pass while large ones stall, the classic overlay MTU problem; "
-            "run the pmtu check"
+            "small packets pass while large ones stall, the classic overlay MTU problem"
+            f"{told}; run the pmtu check"
         )
     if ok_tcp:
         return "fail", f"TCP works but all {sent} ICMP echo requests went unanswered (ICMP filtered?)"
@@ -80,7 +103,8 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
     if down is not None:
         return CheckResult(**base, outcome=down[0], message=down[1],  # type: ignore[arg-type]
                            duration_ms=(time.monotonic() - started) * 1000)
-    outcome, message = judge(ping, tcp)
+    net = next((n for n in session.plan.networks if n.vni == vni), None)
+    outcome, message = judge(ping, tcp, net.mtu if net is not None else None)
     rtts = ping.get("rtts_ms") or []
     details: Dict[str, Any] = {
         "src_ip": src.ip, "dst_ip": dst.ip,

@@ -137,3 +137,10 @@ def test_audit_verdicts_equal_injected_faults(name: str, tmp_path: Path) -> None
         out = proc.stdout
         assert "blackhole" in out and "198.18.1.254" in out
         assert "com.docker.network.driver.mtu=1350" in out
+        # ... and per pair, what the sending endpoint's TCP knew: behind the blackhole it
+        # still used the full MTU; where the PTB came back, the VTEP had told it 1350.
+        reach = {(r["src"], r["dst"]): r for r in results if r["check"] == "reachability"}
+        assert "nothing told it the path is smaller" in reach[("h1", "h3")]["message"]
+        assert reach[("h1", "h3")]["details"]["tcp"]["tcp_info"]["pmtu"] == 1450
+        for pair in CROSSING - {("h1", "h3")}:
+            assert "path MTU is 1350, below its MTU of 1450" in reach[pair]["message"], pair

@@ -53,6 +53,7 @@ def test_pmtud_works_through_the_vtep_unless_the_underlay_eats_the_ptb(
     ok = agents["h2"].call("tcp_transfer", endpoint="e0", dst=dst, nbytes=256 * 1024,
                            timeout=15.0)
     assert ok["ok"], ok
+    assert ok["tcp_info"]["pmtu"] == inner, ok  # the sender's TCP took the relayed MTU
     row = _vni_row(agents["h2"])
     assert row["ptb_relayed"] >= 1 and row["drops"].get("too-big", 0) >= 1, row
     route = lab.run("h2", "ip", "route", "get", dst,
@@ -72,6 +73,7 @@ def test_pmtud_works_through_the_vtep_unless_the_underlay_eats_the_ptb(
     stalled = agents["h1"].call("tcp_transfer", endpoint="e0", dst=dst, nbytes=64 * 1024,
                                 timeout=3.0)
     assert not stalled["ok"], stalled
+    assert stalled["tcp_info"]["pmtu"] == mtu and stalled["tcp_info"]["retransmits"] > 0
     assert _vni_row(agents["h1"])["ptb_relayed"] == 0
     route = lab.run("h1", "ip", "route", "get", dst, netns=f"{lab.prefix}-h1-e0").stdout
     assert "mtu" not in route, route

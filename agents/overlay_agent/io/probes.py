@@ -22,6 +22,24 @@ from overlay_agent.wire.checksum import internet_checksum
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DO = 2
 _LEN = struct.Struct("!Q")
+TCP_INFO = 11
+#: struct tcp_info (linux/tcp.h): the fields the transfer reports, by byte offset
+_TCP_INFO_FIELDS = {"snd_mss": 16, "pmtu": 60, "rtt_us": 68, "retransmits": 100}
+_TCP_INFO_LEN = 104
+_U32 = struct.Struct("=I")
+
+
+def tcp_info(sock: socket.socket) -> Optional[Dict[str, int]]:
+    """What the sender's kernel knows of a TCP connection (``TCP_INFO``): the path MTU it uses
+    (lowered by any "fragmentation needed" it got), its MSS, smoothed RTT, and segments
+    retransmitted in all; None where the kernel has no such option."""
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _TCP_INFO_LEN)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO_LEN:
+        return None
+    return {k: int(_U32.unpack_from(raw, off)[0]) for k, off in _TCP_INFO_FIELDS.items()}
 
 
 def _socket_in(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -128,6 +146,10 @@ def tcp_transfer(ns: str, dst: str, port: int, nbytes: int, timeout: float = 5.0
         result["mbit_s"] = round(nbytes * 8 / seconds / 1e6, 3) if seconds > 0 else None
         return result
     finally:
+        # Also after a stall: the path MTU the sender used and what it retransmitted say why.
+        info = tcp_info(sock) if result.get("connect_ms") is not None else None
+        if info is not None:
+            result["tcp_info"] = info
         sock.close()
 
 
