@@ -73,12 +73,14 @@ def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool,
         if window:  # socket buffers of both ends (iperf3 hands -w to the server too)
             args += ["-w", window]
         d0 = path.delivered() if path.delivered else 0
+        e0 = rcvbuf_errors(lab, path.dst_ns) if udp else 0
         cpu0, t0 = cpu_seconds(path.pids), time.monotonic()
         out = json.loads(lab.exec(path.src_ns, *args, timeout=seconds + 60))
         elapsed = time.monotonic() - t0
         cpu = (cpu_seconds(path.pids) - cpu0) / elapsed
         delivered = (path.delivered() - d0) / elapsed if path.delivered else None
         srv_out, _ = server.communicate(timeout=15)
+        overflowed = (rcvbuf_errors(lab, path.dst_ns) - e0) / elapsed if udp else None
     finally:
         if server.poll() is None:
             server.kill()
@@ -97,7 +99,16 @@ def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool,
             "loss_pct": srv["lost_percent"], "agent_cpu": cpu, "offered": rate, "window": window,
             # what the receiving VTEP handed to the endpoint's kernel, per second of the run
             # (a few ARP/ping frames besides iperf3's): how much of the loss is past the VTEP
-            "vtep_delivered_pps": delivered}
+            "vtep_delivered_pps": delivered,
+            # datagrams the receiving endpoint's kernel dropped because iperf3's socket was full
+            "rcvbuf_errors_ps": overflowed}
+
+
+def rcvbuf_errors(lab: BenchLab, ns: str) -> int:
+    """The endpoint kernel's count of UDP datagrams dropped for a full socket buffer."""
+    rows = [ln.split() for ln in lab.exec(ns, "cat", "/proc/net/snmp").splitlines()
+            if ln.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
 def ping(lab: BenchLab, path: Path2, count: int) -> Dict[str, Any]:
@@ -191,6 +202,8 @@ def render(res: Dict[str, Any]) -> str:
         ("UDP loss %", f"{a['udp']['loss_pct']:.1f}", f"{k['udp']['loss_pct']:.1f}", "", "", ""),
         ("UDP kpps the VTEP delivered", f"{(a['udp'].get('vtep_delivered_pps') or 0) / 1e3:.1f}",
          "", "", "", ""),
+        ("UDP kpps lost at iperf3's socket", f"{(a['udp'].get('rcvbuf_errors_ps') or 0) / 1e3:.1f}",
+         f"{(k['udp'].get('rcvbuf_errors_ps') or 0) / 1e3:.1f}", "", "", ""),
         ("ping RTT avg ms", f"{a['ping']['avg_ms']:.3f}", f"{k['ping']['avg_ms']:.3f}",
          f"+{s['rtt_added_ms']:.3f}", f"<= +{TARGETS['rtt_added_ms']}", ok[s["rtt_ok"]]),
         ("agent CPU (TCP/UDP)", f"{a['tcp']['agent_cpu']:.2f}/{a['udp']['agent_cpu']:.2f}",
@@ -211,6 +224,9 @@ def render(res: Dict[str, Any]) -> str:
                      f"{uk['pps'] / 1e3:.1f}", f"{ua['pps'] / uk['pps']:.2f}", "", ""))
         rows.append(("  UDP loss % with it", f"{ua['loss_pct']:.1f}", f"{uk['loss_pct']:.1f}",
                      "", "", ""))
+        rows.append(("  kpps lost at iperf3's socket with it",
+                     f"{(ua.get('rcvbuf_errors_ps') or 0) / 1e3:.1f}",
+                     f"{(uk.get('rcvbuf_errors_ps') or 0) / 1e3:.1f}", "", "", ""))
     widths = [max(len(str(r[i])) for r in [*rows, head]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
