@@ -15,18 +15,26 @@ SUBNET = "10.10.0.0/16"
 EPS = {"h1": ("10.10.0.2", "02:42:0a:0a:00:02"), "h2": ("10.10.0.3", "02:42:0a:0a:00:03")}
 
 
+def vteps(lab: Any, eps: Dict[str, Tuple[str, str]], mtu: int = 1450) -> Dict[str, Any]:
+    """An agent per host of ``eps`` (host -> (ip, mac)), all members of each other, with
+    endpoint e0 on network "ov" (VNI 4096) and the static mappings of all of them."""
+    agents = {h: lab.agent(h) for h in eps}
+    for host, agent in agents.items():
+        agent.call("create_network", name="ov", vni=VNI, subnet=SUBNET, mtu=mtu)
+        ip, mac = eps[host]
+        agent.call("add_endpoint", network="ov", name="e0", ip=ip, mac=mac)
+    entries = [{"mac": mac, "ip": ip, "vtep": [lab.address(h), 4789]}
+               for h, (ip, mac) in eps.items()]
+    table = [[lab.address(h), 4789] for h in eps]
+    for agent in agents.values():
+        agent.call("set_members", vteps=[lab.address(h) for h in eps])
+        agent.call("set_mappings", vni=VNI, entries=entries, vteps=table)
+    return agents
+
+
 def two_vteps(lab: Any) -> Tuple[Any, Any]:
     """Agents on h1 and h2 (members of each other), endpoint e0 on each; h3 has no agent."""
-    agents = {h: lab.agent(h) for h in ("h1", "h2")}
-    for host, agent in agents.items():
-        agent.call("create_network", name="ov", vni=VNI, subnet=SUBNET, mtu=1450)
-        ip, mac = EPS[host]
-        agent.call("add_endpoint", network="ov", name="e0", ip=ip, mac=mac)
-    entries = [{"mac": mac, "ip": ip, "vtep": [lab.address(h), 4789]} for h, (ip, mac) in EPS.items()]
-    vteps = [[lab.address(h), 4789] for h in EPS]
-    for agent in agents.values():
-        agent.call("set_members", vteps=[lab.address("h1"), lab.address("h2")])
-        agent.call("set_mappings", vni=VNI, entries=entries, vteps=vteps)
+    agents = vteps(lab, EPS)
     return agents["h1"], agents["h2"]
 
 

@@ -15,10 +15,10 @@ import pytest
 
 from pytest_overlay.lab.topology import LabTopology
 from tests.conftest import needs_root
+from tests.integration._vtep_lab import VNI, vteps
 
 pytestmark = [needs_root, pytest.mark.slow]
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-VNI = 4096
 EPS = {"h1": ("10.10.0.2", "02:42:0a:0a:00:02"), "h2": ("10.10.0.3", "02:42:0a:0a:00:03"),
        "h3": ("10.10.0.4", "02:42:0a:0a:00:04")}
 
@@ -35,17 +35,7 @@ def _vni_row(agent: Any) -> Dict[str, Any]:
 def test_pmtud_works_through_the_vtep_unless_the_underlay_eats_the_ptb(
         make_lab: Any, topology: str, mtu: int, inner: int) -> None:
     lab = make_lab(topology=LabTopology.load(str(FIXTURES / topology)))
-    agents = {h: lab.agent(h) for h in EPS}
-    for host, agent in agents.items():
-        agent.call("create_network", name="ov", vni=VNI, subnet="10.10.0.0/16", mtu=mtu)
-        ip, mac = EPS[host]
-        agent.call("add_endpoint", network="ov", name="e0", ip=ip, mac=mac)
-    entries = [{"mac": mac, "ip": ip, "vtep": [lab.address(h), 4789]}
-               for h, (ip, mac) in EPS.items()]
-    vteps = [[lab.address(h), 4789] for h in EPS]
-    for agent in agents.values():
-        agent.call("set_members", vteps=[lab.address(h) for h in EPS])
-        agent.call("set_mappings", vni=VNI, entries=entries, vteps=vteps)
+    agents = vteps(lab, EPS, mtu)
     dst = EPS["h3"][0]
 
     # h2 -> h3: the router's PTB reaches h2, the VTEP's next oversized send fails with
