@@ -16,7 +16,9 @@ from typing import Dict, List, Optional, Set, Tuple
 import pytest
 
 from pytest_overlay.cli import leftovers
+from pytest_overlay.models import Report
 from pytest_overlay.naming import new_prefix
+from pytest_overlay.report import render
 from tests.conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.slow]
@@ -132,6 +134,9 @@ def test_audit_verdicts_equal_injected_faults(name: str, tmp_path: Path) -> None
             problems.append(f"mtu: stalling pairs {mtu['details']['stalling_pairs']}, "
                             f"want {sorted(stalled)}")
     assert not problems, "\n".join(problems) + "\n" + proc.stdout[-4000:]
+    # The tables as a CI log shows them (no terminal: 80 columns): nothing is cut off.
+    narrow = render(Report.model_validate(data), width=80)
+    assert "\u2026" not in narrow, [line for line in narrow.splitlines() if "\u2026" in line]
     if name == "war-story.yaml":
         # The whole story in one run: the blackhole, its hop, and the fix.
         out = proc.stdout
@@ -142,5 +147,6 @@ def test_audit_verdicts_equal_injected_faults(name: str, tmp_path: Path) -> None
         reach = {(r["src"], r["dst"]): r for r in results if r["check"] == "reachability"}
         assert "nothing told it the path is smaller" in reach[("h1", "h3")]["message"]
         assert reach[("h1", "h3")]["details"]["tcp"]["tcp_info"]["pmtu"] == 1450
+        assert "0 of 65536 bytes acknowledged by the receiver" in reach[("h1", "h3")]["message"]
         for pair in CROSSING - {("h1", "h3")}:
             assert "path MTU is 1350, below its MTU of 1450" in reach[pair]["message"], pair

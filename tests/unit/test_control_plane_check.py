@@ -76,3 +76,20 @@ def test_report_table_shows_role_term_commit_lag_and_security() -> None:
     assert "Control plane (Raft)" in text and "authentication: hmac-sha256" in text
     row = next(line for line in text.splitlines() if "h2" in line and "follower" in line)
     assert " 2 " in row and " 7 " in row  # term and commit index; lag 2 too
+
+
+def test_report_table_fits_80_columns_with_every_outcome_shown() -> None:
+    """pytest's width without a terminal (CI logs) is 80: no cell may be cut to an ellipsis."""
+    statuses = {"h1": st("leader"), "h2": st("follower", applied=5), "h3": st("replica")}
+    ref = _reference(statuses)
+    results = [judge(h, s, ref) for h, s in statuses.items()]
+    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="t",
+                    finished_at="t", hosts=[], networks=[], results=results,
+                    summary={"pass": 2, "fail": 1})
+    text = render(report, width=80)
+    table = text[text.index("Control plane (Raft)"):text.index("authentication:")]
+    assert "\u2026" not in table, table
+    assert max(len(line) for line in table.splitlines()) <= 80
+    rows = {line.split()[1]: line for line in table.splitlines() if line[2:4] in ("h1", "h2", "h3")}
+    assert "follower" in rows["h2"] and rows["h2"].rstrip(" │").endswith("fail"), rows
+    assert rows["h1"].rstrip(" │").endswith("pass") and " 3/3 " in rows["h1"]
