@@ -67,14 +67,22 @@ def judge(ping: Dict[str, Any], tcp: Dict[str, Any], mtu: Optional[int] = None
         return "pass", msg
     why = tcp.get("error") or "transfer failed"
     if got and not ok_tcp:
+        size = f"{TRANSFER_BYTES // 1024} KiB"
+        if not tcp.get("stalled"):  # refused, reset, corrupted: not a matter of packet size
+            return "fail", f"ICMP echo passes but the {size} TCP transfer fails ({why})"
         told = ""
         if pmtu is not None and mtu is not None:
             told = (f"; {view}: nothing told it the path is smaller" if pmtu >= mtu
                     else f"; {view}")
+        acked = (tcp.get("tcp_info") or {}).get("bytes_acked")
+        if acked is not None and acked > 1 + 8:  # more than the SYN and the 8-byte length
+            # Full-size segments did cross: this stall is not (only) a size limit.
+            return "fail", (f"ICMP echo passes but the {size} TCP transfer stalls part-way "
+                            f"({why}): heavy loss, or a path that changed during the transfer"
+                            f"{told}; run the pmtu check")
         return "fail", (
-            f"ICMP echo passes but the {TRANSFER_BYTES // 1024} KiB TCP transfer fails ({why}): "
-            "small packets pass while large ones stall, the classic overlay MTU problem"
-            f"{told}; run the pmtu check"
+            f"ICMP echo passes but the {size} TCP transfer stalls ({why}): small packets pass "
+            f"while large ones vanish, the classic overlay MTU problem{told}; run the pmtu check"
         )
     if ok_tcp:
         return "fail", f"TCP works but all {sent} ICMP echo requests went unanswered (ICMP filtered?)"

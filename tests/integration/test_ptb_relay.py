@@ -44,6 +44,7 @@ def test_pmtud_works_through_the_vtep_unless_the_underlay_eats_the_ptb(
                            timeout=15.0)
     assert ok["ok"], ok
     assert ok["tcp_info"]["pmtu"] == inner, ok  # the sender's TCP took the relayed MTU
+    assert ok["tcp_info"]["bytes_acked"] == 1 + 8 + 256 * 1024, ok  # SYN, length, payload
     row = _vni_row(agents["h2"])
     assert row["ptb_relayed"] >= 1 and row["drops"].get("too-big", 0) >= 1, row
     route = lab.run("h2", "ip", "route", "get", dst,
@@ -64,6 +65,10 @@ def test_pmtud_works_through_the_vtep_unless_the_underlay_eats_the_ptb(
                                 timeout=3.0)
     assert not stalled["ok"], stalled
     assert stalled["tcp_info"]["pmtu"] == mtu and stalled["tcp_info"]["retransmits"] > 0
+    # The kernel's own count: nothing but the SYN was acknowledged (every data segment was
+    # full-size), and the error says so in bytes.
+    assert stalled["stalled"] and stalled["tcp_info"]["bytes_acked"] == 1, stalled
+    assert "0 of 65536 bytes acknowledged" in stalled["error"], stalled
     assert _vni_row(agents["h1"])["ptb_relayed"] == 0
     route = lab.run("h1", "ip", "route", "get", dst, netns=f"{lab.prefix}-h1-e0").stdout
     assert "mtu" not in route, route

@@ -26,20 +26,41 @@ TCP_INFO = 11
 #: struct tcp_info (linux/tcp.h): the fields the transfer reports, by byte offset
 _TCP_INFO_FIELDS = {"snd_mss": 16, "pmtu": 60, "rtt_us": 68, "retransmits": 100}
 _TCP_INFO_LEN = 104
+#: tcpi_bytes_acked (u64, Linux 4.1 and later): stream bytes the receiver acknowledged
+_BYTES_ACKED = 120
 _U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
 
 
 def tcp_info(sock: socket.socket) -> Optional[Dict[str, int]]:
     """What the sender's kernel knows of a TCP connection (``TCP_INFO``): the path MTU it uses
-    (lowered by any "fragmentation needed" it got), its MSS, smoothed RTT, and segments
-    retransmitted in all; None where the kernel has no such option."""
+    (lowered by any "fragmentation needed" it got), its MSS, smoothed RTT, segments
+    retransmitted in all, and (where the kernel has it) the bytes the receiver acknowledged;
+    None where the kernel has no such option."""
     try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _TCP_INFO_LEN)
+        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _BYTES_ACKED + _U64.size)
     except OSError:
         return None
     if len(raw) < _TCP_INFO_LEN:
         return None
-    return {k: int(_U32.unpack_from(raw, off)[0]) for k, off in _TCP_INFO_FIELDS.items()}
+    info = {k: int(_U32.unpack_from(raw, off)[0]) for k, off in _TCP_INFO_FIELDS.items()}
+    if len(raw) >= _BYTES_ACKED + _U64.size:
+        info["bytes_acked"] = int(_U64.unpack_from(raw, _BYTES_ACKED)[0])
+    return info
+
+
+def _stall(timeout: float, nbytes: int, sent: int, info: Optional[Dict[str, int]]) -> str:
+    """Why a transfer timed out, in bytes: how far it got, as the receiver acknowledged it
+    (``sent`` only says what the sending socket took)."""
+    if sent <= 0:
+        return f"timed out after {timeout:g} s"
+    if info is not None and "bytes_acked" in info:
+        # The stream starts with the 8-byte length; the SYN counts as one acknowledged byte.
+        acked = min(nbytes, max(0, info["bytes_acked"] - 1 - _LEN.size))
+        got = f"{acked} of {nbytes} bytes acknowledged by the receiver"
+    else:
+        got = f"{sent} of {nbytes} bytes handed to the sending socket"
+    return f"timed out after {timeout:g} s, {got}"
 
 
 def _socket_in(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -128,11 +149,8 @@ def tcp_transfer(ns: str, dst: str, port: int, nbytes: int, timeout: float = 5.0
                 digest += chunk
         except socket.timeout:
             result["sent"] = max(0, sent - _LEN.size)
-            result["error"] = (
-                f"timed out after {timeout:g} s with {result['sent']} of {nbytes} bytes sent"
-                " (small packets pass but large ones stall: suspect the MTU)"
-                if sent > _LEN.size else f"timed out after {timeout:g} s"
-            )
+            result["error"] = _stall(timeout, nbytes, int(result["sent"]), tcp_info(sock))  # type: ignore[call-overload]
+            result["stalled"] = sent > 0
             return result
         except OSError as e:
             result["error"] = f"transfer failed: {e.strerror or e}"
