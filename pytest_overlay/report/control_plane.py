@@ -21,7 +21,7 @@ def section(report: Report) -> List[Any]:
     security = sorted({str(r.details.get("security")) for r in rows if r.details.get("security")})
     t = Table(title="Control plane (Raft)", title_justify="left",
               caption=f"authentication: {', '.join(security) or '?'}; table: hosts/endpoints in "
-                      "the replica's table; refused: frames that failed authentication",
+                      "the replica's table; refused: Raft frames that did not authenticate",
               caption_justify="left")
     for col in ("host", "role", "term", "commit", "lag", "table", "digest", "refused", "outcome"):
         t.add_column(col, no_wrap=col in _ESSENTIAL, overflow="fold",

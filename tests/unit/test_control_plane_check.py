@@ -65,14 +65,18 @@ def test_registered_in_the_audit_before_reachability() -> None:
     assert AUDIT.index("control-plane") < AUDIT.index("reachability")
 
 
-def test_report_table_shows_role_term_commit_lag_and_security() -> None:
-    statuses = {"h1": st("leader"), "h2": st("follower", applied=5)}
+def _rendered(statuses: Dict[str, Any], width: int) -> str:
+    """The terminal summary of a report holding only these replicas' judgements."""
     ref = _reference(statuses)
     results = [judge(h, s, ref) for h, s in statuses.items()]
-    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="t",
-                    finished_at="t", hosts=[], networks=[], results=results,
-                    summary={"pass": 1, "fail": 1})
-    text = render(report, width=140)
+    summary = {k: sum(r.outcome == k for r in results) for k in ("pass", "fail")}
+    return render(Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="t",
+                         finished_at="t", hosts=[], networks=[], results=results,
+                         summary=summary), width=width)
+
+
+def test_report_table_shows_role_term_commit_lag_and_security() -> None:
+    text = _rendered({"h1": st("leader"), "h2": st("follower", applied=5)}, width=140)
     assert "Control plane (Raft)" in text and "authentication: hmac-sha256" in text
     row = next(line for line in text.splitlines() if "h2" in line and "follower" in line)
     assert " 2 " in row and " 7 " in row  # term and commit index; lag 2 too
@@ -80,13 +84,8 @@ def test_report_table_shows_role_term_commit_lag_and_security() -> None:
 
 def test_report_table_fits_80_columns_with_every_outcome_shown() -> None:
     """pytest's width without a terminal (CI logs) is 80: no cell may be cut to an ellipsis."""
-    statuses = {"h1": st("leader"), "h2": st("follower", applied=5), "h3": st("replica")}
-    ref = _reference(statuses)
-    results = [judge(h, s, ref) for h, s in statuses.items()]
-    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="t",
-                    finished_at="t", hosts=[], networks=[], results=results,
-                    summary={"pass": 2, "fail": 1})
-    text = render(report, width=80)
+    text = _rendered({"h1": st("leader"), "h2": st("follower", applied=5), "h3": st("replica")},
+                     width=80)
     table = text[text.index("Control plane (Raft)"):text.index("authentication:")]
     assert "\u2026" not in table, table
     assert max(len(line) for line in table.splitlines()) <= 80
