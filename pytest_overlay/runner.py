@@ -20,6 +20,7 @@ from pytest_overlay import __version__, checks
 from pytest_overlay.aio import LoopThread
 from pytest_overlay.checks import reachability
 from pytest_overlay.errors import OverlayError
+from pytest_overlay.lab import neighbours
 from pytest_overlay.lab.netlab import NetLab
 from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.models import CheckResult, HostPlan, NetworkSpec, Report, RunPlan
@@ -113,6 +114,9 @@ class OverlayRun:
 
             assert self.topology is not None
             t0 = time.monotonic()
+            # Before anything is built: a lab that would overflow the kernel's neighbour table
+            # fails with the numbers and the fix, not with a thousand failed pairs.
+            neighbours.check(self.plan, neighbours.kernel_room())
             self._lab = NetLab(self.topology, self.prefix)
             host_ns = self._lab.build()
             self.timings["lab_s"] = round(time.monotonic() - t0, 3)

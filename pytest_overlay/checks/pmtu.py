@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
@@ -27,6 +28,22 @@ from pytest_overlay.session import OverlaySession
 
 NAME = "pmtu"
 PORT = 47890
+#: searches an agent runs at once (the agent's own default)
+PARALLEL = 16
+#: searches running at once on one machine, per CPU, when all hosts share it (local mode)
+SHARED_PER_CPU = 64
+
+
+def parallel_per_host(plan: RunPlan, cpus: Optional[int] = None) -> int:
+    """How many searches each agent runs at once. Real hosts each have their own CPUs; the
+    namespace hosts of a lab share this machine's, and a probe answered after the round's
+    200 ms counts as lost: with every agent at 16, a 32-host lab on 2 CPUs answered late and
+    the check called healthy paths lossy or unreachable. So a lab's total is bounded."""
+    lab = [h for h in plan.hosts if h.transport == "netns"]
+    if not lab:
+        return PARALLEL
+    total = SHARED_PER_CPU * max(1, cpus if cpus is not None else (os.cpu_count() or 1))
+    return max(1, min(PARALLEL, total // len(lab)))
 
 _cache: weakref.WeakKeyDictionary[OverlaySession, asyncio.Future[Dict[Tuple[str, str], Dict[str, Any]]]]
 _cache = weakref.WeakKeyDictionary()
@@ -67,13 +84,16 @@ async def _measure(session: OverlaySession) -> Dict[Tuple[str, str], Dict[str, A
     await asyncio.gather(*(listen(h) for h in hosts))
     by_addr = {h.underlay: h.name for h in hosts}
 
+    parallel = parallel_per_host(session.plan)
+
     async def probe(h: HostPlan) -> None:
         dsts = [b.underlay for b in hosts if b is not h and (h.name, b.name) not in out]
         if not dsts:
             return
+        waves = -(-len(dsts) // parallel)
         try:
             res = await session.client(h.name).call(
-                "pmtu_probe", dsts=dsts, port=PORT, rpc_timeout=15 + 6 * (len(dsts) // 16 + 1))
+                "pmtu_probe", dsts=dsts, port=PORT, parallel=parallel, rpc_timeout=15 + 6 * waves)
         except OverlayError as e:
             for d in dsts:
                 out[(h.name, by_addr[d])] = {"verdict": "error", "error": e.message}

@@ -10,13 +10,20 @@ Every port on a segment (bridge, veths, the host or router end) has the segment'
 low-MTU segment is a routed hop with routers at both ends, as in the kernel's own pmtu selftest:
 a router drops (and answers "fragmentation needed" to) what does not fit. Faults are nftables
 rules in a table ``inet <prefix>`` inside the faulty namespace.
+
+Underlay neighbours are static: every interface gets a MAC derived from its address, and every
+node on a segment a permanent neighbour entry for every other one, as a fabric with a fixed
+inventory would. Dynamic entries of all namespaces share one kernel table with a cap (see
+:mod:`pytest_overlay.lab.neighbours`); permanent ones do not count against it, so a large lab
+keeps that room for its endpoints, and nothing waits for ARP or neighbour discovery underneath.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import subprocess
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from overlay_agent.io import netns
 from pytest_overlay.errors import LabError
@@ -31,6 +38,8 @@ class NetLab:
         self.switch_ns = f"{prefix}-_ul"
         self._made: List[str] = []
         self._ports = 0
+        #: segment -> the (namespace, interface, address) of every node on it
+        self._on_segment: Dict[str, List[Tuple[str, str, str]]] = {}
 
     def host_ns(self, host: str) -> str:
         return f"{self.prefix}-{host}"
@@ -64,13 +73,33 @@ class NetLab:
         self._ports += 1
         port = f"{self.prefix}p{self._ports}"
         mtu = str(seg.mtu)
-        netns.ip("link", "add", port, "mtu", mtu, "type", "veth",
-                 "peer", "name", ifname, "mtu", mtu, "netns", ns, netns=self.switch_ns)
+        netns.ip("link", "add", port, "mtu", mtu, "type", "veth", "peer", "name", ifname,
+                 "mtu", mtu, "address", mac_of(address), "netns", ns, netns=self.switch_ns)
         netns.ip("link", "set", port, "master", f"br-{seg.name}", "up", netns=self.switch_ns)
         plen = ipaddress.ip_network(seg.subnet).prefixlen
         extra = ["nodad"] if ":" in address else []
         netns.ip("addr", "add", f"{address}/{plen}", "dev", ifname, *extra, netns=ns)
         netns.ip("link", "set", ifname, "up", netns=ns)
+        self._on_segment.setdefault(seg_name, []).append((ns, ifname, address))
+
+    def _static_neighbours(self) -> None:
+        """Every node on a segment learns every other one's MAC, permanently (one ``ip -batch``
+        per namespace)."""
+        lines: Dict[str, List[str]] = {}
+        for seg, nodes in self._on_segment.items():
+            if len({mac_of(a) for _ns, _if, a in nodes}) != len(nodes):
+                raise LabError(f"two addresses on segment {seg} map to the same MAC",
+                               "change one of the segment's IPv6 addresses")
+            for ns, ifname, address in nodes:
+                lines.setdefault(ns, []).extend(
+                    f"neigh replace {other} lladdr {mac_of(other)} dev {ifname} nud permanent"
+                    for _ns, _if, other in nodes if other != address)
+        for ns, batch in lines.items():
+            proc = subprocess.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(batch) + "\n",
+                                  capture_output=True, text=True, timeout=60)
+            if proc.returncode != 0:
+                raise LabError(f"static neighbours in {ns} failed: {proc.stderr.strip()}",
+                               "run as root with iproute2")
 
     def _build(self) -> Dict[str, str]:
         topo = self.topology
@@ -96,6 +125,7 @@ class NetLab:
             out[host.name] = ns
         for name in [r.name for r in topo.routers] + [h.name for h in topo.hosts]:
             self._routes(name)
+        self._static_neighbours()
         self._faults()
         return out
 
@@ -162,3 +192,11 @@ class NetLab:
                 removed.append(name)
         self._made.clear()
         return sorted(removed)
+
+
+def mac_of(address: str) -> str:
+    """The MAC of the lab interface holding ``address``: unicast, locally administered, and
+    unique per address (IPv4: its four bytes; IPv6: a hash of it)."""
+    ip = ipaddress.ip_address(address)
+    tail = ip.packed if ip.version == 4 else hashlib.sha256(ip.packed).digest()[:4]
+    return ":".join(f"{b:02x}" for b in (0x02, 0x18, *tail))

@@ -8,6 +8,7 @@ from typing import List
 
 import pytest
 
+from pytest_overlay.lab.netlab import mac_of
 from pytest_overlay.lab.topology import LabTopology
 from tests.conftest import needs_root
 
@@ -57,11 +58,18 @@ def test_routed_lab_with_every_fault_kind(make_lab, v6: bool) -> None:  # type: 
     topo = _topology(v6, faults)
     lab = make_lab(topology=topo)
     h2 = topo.address_of("h2")
+    addr_r1 = topo.segments_of("r1")["lan1"]
     hdr = 48 if v6 else 28
     # Routes were computed: small packets cross two routers; the 1400 core link is real.
     assert _ping(lab, "h1", h2, 100) == 3
     assert _ping(lab, "h1", h2, 1400 - hdr) == 3
     assert _ping(lab, "h1", h2, 1401 - hdr, count=2) == 0
+    # Underlay neighbours are static (they do not use up the kernel's shared table of dynamic
+    # ones): h1 knows r1's MAC from the start, as r1 knows h1's and r2's.
+    neigh = lab.run("h1", "ip", fam6 := ("-6" if v6 else "-4"), "neigh", "show", "dev", "eth0").stdout
+    assert f"{addr_r1} lladdr {mac_of(addr_r1)} PERMANENT" in neigh, neigh
+    r1_neigh = lab.run("h1", "ip", fam6, "neigh", netns=f"{lab.prefix}-r1").stdout
+    assert r1_neigh.count("PERMANENT") == 2 and "REACHABLE" not in r1_neigh, r1_neigh
     # r1 eats the PTB meant for h1: h1's kernel never learns the path MTU.
     route = lab.run("h1", "ip", "-6" if v6 else "-4", "route", "get", h2).stdout
     assert "mtu 1400" not in route

@@ -75,3 +75,17 @@ def test_report_schema_in_docs_is_current() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "report-schema.json"
     assert json.loads(docs.read_text()) == report_schema(), (
         "docs/report-schema.json is stale: run `pytest-overlay schema > docs/report-schema.json`")
+
+
+def test_a_lab_the_kernel_cannot_hold_is_a_usage_error(pytester: pytest.Pytester,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--overlay-local=40 on the default neighbour cap: refused before anything is built,
+    with the numbers and the sysctl that fixes it (not 6 000 failed pairs)."""
+    from pytest_overlay.lab import neighbours
+
+    monkeypatch.setattr(neighbours, "kernel_room", lambda *a, **k: {"cap": 1024, "in_use": 20})
+    result = pytester.runpytest("--overlay-local=40", "--overlay-audit")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "*--overlay-local=40: a lab of 40 hosts needs up to 3120 ARP entries*",
+        "*hint: raise the cap*net.ipv4.neigh.default.gc_thresh3=4096*or use at most 22 hosts*"])
