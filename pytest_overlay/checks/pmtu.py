@@ -31,7 +31,7 @@ PORT = 47890
 #: searches an agent runs at once (the agent's own default)
 PARALLEL = 16
 #: searches running at once on one machine, per CPU, when all hosts share it (local mode)
-SHARED_PER_CPU = 64
+SHARED_PER_CPU = 32
 
 
 def parallel_per_host(plan: RunPlan, cpus: Optional[int] = None) -> int:
