@@ -7,7 +7,7 @@ of them together are capped by ``net.ipv4.neigh.default.gc_thresh3`` (``net.ipv6
 be resolved: sends fail with ENOBUFS, ARP goes unanswered. In a lab of N hosts on one machine
 the endpoints of a network learn up to N * (N - 1) entries, the isolation check's mirror network
 as many again, and the underlay (whose entries are static, see netlab) none. On the default cap
-that is about 22 hosts; past it every check would report failures of the lab, not of a network.
+that is 23 hosts; past it every check would report failures of the lab, not of a network.
 So the plan is measured against the cap before anything is built, and a plan that does not fit
 is refused with the numbers and the fix (raise the cap, or fewer hosts).
 
