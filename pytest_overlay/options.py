@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from pytest_overlay.errors import ConfigError, LabError
-from pytest_overlay.lab import neighbours
 from pytest_overlay.lab.topology import LabTopology
 from pytest_overlay.models import NetworkSpec
 from pytest_overlay.naming import check_prefix
@@ -90,9 +89,8 @@ def run_from_options(config: pytest.Config) -> OverlayRun:
                     if not Path(local).exists() else "fix the topology file (see docs/checks.md)")
             raise ConfigError(f"--overlay-local={local}: {e}", hint) from None
     mode, port = _control_plane(config), _raft_port(config)  # errors before any run exists
-    run = OverlayRun.local(topology, network, prefix=prefix, control_plane=mode)
     try:  # a lab this kernel cannot hold is a usage error, not thousands of failed pairs
-        neighbours.check(run.plan, neighbours.kernel_room())
+        run = OverlayRun.local(topology, network, prefix=prefix, control_plane=mode)
     except LabError as e:
         raise ConfigError(f"--overlay-local={local}: {e.message}", e.hint) from None
     run.raft_port = port

@@ -69,6 +69,9 @@ class OverlayRun:
         hosts = [HostPlan(name=h.name, underlay=h.address, transport="netns") for h in topology.hosts]
         plan = RunPlan(hosts=hosts, networks=[network],
                        endpoints=one_endpoint_per_host(hosts, network))
+        # A lab that would overflow the kernel's neighbour table is refused here (LabError, with
+        # the numbers and the fix), before anything is built, not reported as failed pairs.
+        neighbours.check(plan, neighbours.kernel_room())
         return cls(plan, "local", prefix=prefix, topology=topology, control_plane=control_plane)
 
     @classmethod
@@ -114,9 +117,6 @@ class OverlayRun:
 
             assert self.topology is not None
             t0 = time.monotonic()
-            # Before anything is built: a lab that would overflow the kernel's neighbour table
-            # fails with the numbers and the fix, not with a thousand failed pairs.
-            neighbours.check(self.plan, neighbours.kernel_room())
             self._lab = NetLab(self.topology, self.prefix)
             host_ns = self._lab.build()
             self.timings["lab_s"] = round(time.monotonic() - t0, 3)
