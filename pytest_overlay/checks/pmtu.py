@@ -42,7 +42,9 @@ def parallel_per_host(plan: RunPlan, cpus: Optional[int] = None) -> int:
     lab = [h for h in plan.hosts if h.transport == "netns"]
     if not lab:
         return PARALLEL
-    total = SHARED_PER_CPU * max(1, cpus if cpus is not None else (os.cpu_count() or 1))
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    total = SHARED_PER_CPU * max(1, cpus or 1)
     return max(1, min(PARALLEL, total // len(lab)))
 
 _cache: weakref.WeakKeyDictionary[OverlaySession, asyncio.Future[Dict[Tuple[str, str], Dict[str, Any]]]]

@@ -148,9 +148,9 @@ def tcp_transfer(ns: str, dst: str, port: int, nbytes: int, timeout: float = 5.0
                     break
                 digest += chunk
         except socket.timeout:
-            result["sent"] = max(0, sent - _LEN.size)
-            result["error"] = _stall(timeout, nbytes, int(result["sent"]), tcp_info(sock))  # type: ignore[call-overload]
-            result["stalled"] = sent > 0
+            data_sent = result["sent"] = max(0, sent - _LEN.size)
+            result["error"] = _stall(timeout, nbytes, data_sent, tcp_info(sock))
+            result["stalled"] = data_sent > 0
             return result
         except OSError as e:
             result["error"] = f"transfer failed: {e.strerror or e}"
