@@ -124,6 +124,7 @@ async def collect(session: Any, check: str, result: CheckResult, directory: Path
             (folder / f"{st.plan.name}-underlay.pcap").write_bytes(base64.b64decode(cap["pcap_b64"]))
         snap = await client.call("evidence_snapshot", peer=peer.plan.underlay, rpc_timeout=60)
         snap["underlay_frames_captured"] = cap.get("frames", 0)
+        snap["underlay_frames_not_kept"] = cap.get("dropped", 0)  # past the capture's limits
         (folder / f"{st.plan.name}.json").write_text(json.dumps(snap, indent=2, sort_keys=True))
         (folder / f"{st.plan.name}.txt").write_text(_text(snap))
 

@@ -14,6 +14,10 @@ from typing import Any, Dict, Optional
 
 from pytest_overlay.errors import AgentError, AgentGone
 
+#: the longest answer line the controller reads (asyncio's default, 64 KiB, is shorter than an
+#: evidence capture: an answer past it ended the connection, and the agent was reported gone)
+LINE_LIMIT = 64 << 20
+
 
 class AgentClient:
     def __init__(self, host: str, reader: asyncio.StreamReader, writer: Any) -> None:
@@ -77,6 +81,8 @@ class AgentClient:
                     fut.set_result(msg.get("result"))
         except (ConnectionError, asyncio.IncompleteReadError) as e:
             reason = f"connection lost: {e}"
+        except ValueError as e:  # StreamReader.readline: a line past the reader's limit
+            reason = f"an answer longer than this controller reads ({e})"
         except asyncio.CancelledError:
             reason = "the controller closed the connection"
         finally:

@@ -76,6 +76,7 @@ class EvidenceOps:
             return {"frames": 0, "pcap_b64": ""}
         try:
             data = cap.pcap()
-            return {"frames": len(cap.frames), "pcap_b64": base64.b64encode(data).decode()}
+            return {"frames": len(cap.frames), "dropped": cap.dropped,
+                    "pcap_b64": base64.b64encode(data).decode()}
         finally:
             cap.close()

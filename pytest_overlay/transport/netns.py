@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Optional
 
 from pytest_overlay.errors import AgentError
-from pytest_overlay.rpc import AgentClient
+from pytest_overlay.rpc import LINE_LIMIT, AgentClient
 
 
 class NetnsAgent:
@@ -61,6 +61,7 @@ class NetnsTransport:
             proc = await asyncio.create_subprocess_exec(
                 self.python, str(self.pyz), "--netns", netns,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+                limit=LINE_LIMIT,
                 # Its own session: a Ctrl-C at the terminal reaches the controller, which then
                 # shuts the agents down in order (they also clean up if it dies).
                 start_new_session=True,

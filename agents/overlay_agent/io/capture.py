@@ -85,9 +85,14 @@ class PcapCapture:
     """Frames on the host's interfaces to or from ``peer`` (IPv4 or IPv6), as pcap bytes."""
 
     def __init__(self, peer: str, ns: Optional[str] = None, ifname: Optional[str] = None,
-                 limit: int = 2000) -> None:
+                 limit: int = 2000, max_bytes: int = 8 << 20) -> None:
         self.peer = ipaddress.ip_address(peer).packed
         self.limit = limit
+        #: frame bytes kept at most (the pcap travels base64-encoded in one answer line)
+        self.max_bytes = max_bytes
+        self.kept = 0
+        #: frames of the peer seen after the limits were reached
+        self.dropped = 0
         self.frames: List[Tuple[float, bytes]] = []
         self.sock = _packet_socket(ns, ifname)
         try:  # the kernel's arrival time, not the time we got round to reading
@@ -97,13 +102,17 @@ class PcapCapture:
 
     def read(self) -> int:
         space = socket.CMSG_SPACE(_TIMEVAL.size)
-        while len(self.frames) < self.limit:
+        while True:
             try:
                 data, anc, _flags, _addr = self.sock.recvmsg(_SNAP, space)
             except (BlockingIOError, InterruptedError, OSError):
                 break
             if not self._involves_peer(data):
                 continue
+            if len(self.frames) >= self.limit or self.kept + len(data) > self.max_bytes:
+                self.dropped += 1
+                continue
+            self.kept += len(data)
             ts = time.time()
             for level, kind, raw in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(raw) >= _TIMEVAL.size:
