@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -36,7 +37,10 @@ def test_audit_over_ssh_equals_local_mode(ssh_lab, tmp_path: Path) -> None:  # t
                    f"--overlay-ssh-netns={sl.controller_ns}"),
         cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert " failed" not in proc.stdout and "Hosts" in proc.stdout
+    # pytest's own summary: passes only (no failed, error, skipped or xfailed count)
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"=+ \d+ passed in [\d.]+s( \(\S+\))? =+", summary), summary
+    assert "Hosts" in proc.stdout
     assert "overlay-audit::reachability::h1->h2[vni=4096] PASSED" in proc.stdout
     parsed = Report.model_validate(json.loads(report.read_text()))
     assert parsed.mode == "ssh" and parsed.run_prefix == prefix
