@@ -2,8 +2,8 @@
 
 Every namespace of the lab resolves its neighbours in one table per address family that the
 kernel shares among *all* namespaces: ``arp_cache`` and ``ndisc_cache``. Dynamic entries in all
-of them together are capped by ``net.ipv4.neigh.default.gc_thresh3`` (``net.ipv6...`` for NDP,
-1024 by default); past it the kernel logs "neighbor table overflow!" and a new neighbour cannot
+of them together are capped by ``net.ipv4.neigh.default.gc_thresh3`` (1024 by default; NDP
+has its own cap); past it the kernel logs "neighbor table overflow!" and a new neighbour cannot
 be resolved: sends fail with ENOBUFS, ARP goes unanswered. In a lab of N hosts on one machine
 the endpoints of a network learn up to N * (N - 1) entries, the isolation check's mirror network
 as many again, and the underlay (whose entries are static, see netlab) none. On the default cap
@@ -22,9 +22,8 @@ from typing import Dict, Optional
 from pytest_overlay.errors import LabError
 from pytest_overlay.models import RunPlan
 
-#: sysctl of the cap per table
-_THRESH = {"arp_cache": "net/ipv4/neigh/default/gc_thresh3",
-           "ndisc_cache": "net/ipv6/neigh/default/gc_thresh3"}
+#: the cap of the ARP table (endpoints are IPv4; the underlay's IPv6 entries are static)
+_THRESH = "net/ipv4/neigh/default/gc_thresh3"
 
 
 def overlay_need(plan: RunPlan, mirror: bool = True) -> int:
@@ -37,11 +36,11 @@ def overlay_need(plan: RunPlan, mirror: bool = True) -> int:
     return need * 2 if mirror else need
 
 
-def kernel_room(table: str = "arp_cache", proc: Path = Path("/proc")) -> Optional[Dict[str, int]]:
-    """The cap of ``table`` and the entries it holds now (all namespaces); None where unknown."""
+def kernel_room(proc: Path = Path("/proc")) -> Optional[Dict[str, int]]:
+    """The ARP table's cap and the entries it holds now (all namespaces); None where unknown."""
     try:
-        cap = int((proc / "sys" / _THRESH[table]).read_text().split()[0])
-        lines = (proc / "net" / "stat" / table).read_text().split("\n")
+        cap = int((proc / "sys" / _THRESH).read_text().split()[0])
+        lines = (proc / "net" / "stat" / "arp_cache").read_text().split("\n")
         in_use = int(lines[1].split()[0], 16)  # the first column of every CPU row: the total
     except (OSError, ValueError, IndexError):
         return None

@@ -479,7 +479,7 @@ class VtepCore:
         counted as a ``too-big`` drop of its VNI. True when its endpoint is owed ICMP
         "fragmentation needed" now; the caller then reads the path MTU to the VTEP it was for
         and calls :meth:`relay_too_big`."""
-        vni = int.from_bytes(datagram[4:7], "big") if len(datagram) >= 8 else -1
+        vni = _vni_of(datagram)
         self.tx.drop(DROP_TOO_BIG, vni if vni in self.vnis else None)
         key = ptb.candidate(datagram)
         return key is not None and self.ptb.allow(key, now)
@@ -487,7 +487,7 @@ class VtepCore:
     def relay_too_big(self, datagram: bytes, inner_mtu: int) -> List[Action]:
         """The ICMP "fragmentation needed" for a refused datagram, to the local endpoint that
         sent it, advertising ``inner_mtu`` (what the path leaves for the inner IP packet)."""
-        vni = int.from_bytes(datagram[4:7], "big") if len(datagram) >= 8 else -1
+        vni = _vni_of(datagram)
         src_mac = bytes(datagram[14:20])
         port = next((p for p, (v, mac) in self.ports.items() if v == vni and mac == src_mac),
                     None)
@@ -519,6 +519,11 @@ class VtepCore:
             for k, v in list(src.items()):
                 drops_all[k] = drops_all.get(k, 0) + v
         return {"vnis": vnis, "drops": drops_all}
+
+
+def _vni_of(datagram: bytes) -> int:
+    """The VNI of a VXLAN datagram this VTEP built (-1 if it is too short to have one)."""
+    return int.from_bytes(datagram[4:7], "big") if len(datagram) >= HEADER_LEN else -1
 
 
 def _arp_reply(request: bytes, mac: bytes) -> bytes:
