@@ -9,6 +9,10 @@ iperf3 TCP throughput, iperf3 UDP with 1400-byte datagrams (received packets per
 loss, receiver side) and ping RTT. Then it stops the agents, puts a kernel vxlan device
 (VNI 4097, dstport 4790) into a fresh endpoint namespace on each host (10.11.0.0/16), measures
 the same and prints both, the ratios, and the targets. Everything is removed at the end.
+
+``--pdr 0.5`` also searches, on both paths, the highest UDP rate received with at most 0.5 %
+lost (``_search.search_rate``), the capacity figure data-plane benchmarks report beside the
+overload one.
 """
 
 from __future__ import annotations
@@ -21,16 +25,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lab import BenchLab
+from _search import search_rate
 from overlay_agent.io import netns
 
 TARGETS = {"tcp": 0.25, "udp": 0.70, "rtt_added_ms": 0.15}
 MTU = 1450
 VNI_AGENT, VNI_KERNEL = 4096, 4097
 PORT_IPERF = 5201
+#: datagram size of every UDP run; an offered rate in packets per second is this many bytes each
+UDP_LEN = 1400
+#: iperf3's pacing timer in the loss-bounded search: tops up every 100 us instead of every 1 ms,
+#: so that the offer is close to a constant rate (as a traffic generator's) and not bursts of a
+#: millisecond's worth of datagrams
+PDR_PACING_US = 100
 
 
 def _clk() -> float:
@@ -63,15 +74,18 @@ class Path2:
 
 
 def iperf(lab: BenchLab, path: Path2, seconds: float, udp: bool,
-          rate: str = "20G", window: Optional[str] = None) -> Dict[str, Any]:
+          rate: str = "20G", window: Optional[str] = None,
+          pacing_us: Optional[int] = None) -> Dict[str, Any]:
     server = lab.popen(path.dst_ns, "iperf3", "-s", "-1", "-p", str(PORT_IPERF), "-J")
     try:
         time.sleep(0.4)
         args = ["iperf3", "-c", path.dst_ip, "-p", str(PORT_IPERF), "-t", str(seconds), "-J"]
         if udp:
-            args += ["-u", "-l", "1400", "-b", rate]
+            args += ["-u", "-l", str(UDP_LEN), "-b", rate]
         if window:  # socket buffers of both ends (iperf3 hands -w to the server too)
             args += ["-w", window]
+        if pacing_us:  # how often iperf3 tops its sending up to the rate (default 1000 us)
+            args += ["--pacing-timer", str(pacing_us)]
         d0 = path.delivered() if path.delivered else 0
         e0 = rcvbuf_errors(lab, path.dst_ns) if udp else 0
         cpu0, t0 = cpu_seconds(path.pids), time.monotonic()
@@ -123,9 +137,31 @@ def ping(lab: BenchLab, path: Path2, count: int) -> Dict[str, Any]:
             "loss_pct": float(loss.group(1)) if loss else None}
 
 
+def pdr_search(lab: BenchLab, path: Path2, loss_pct: float, trial_s: float,
+               overload: Dict[str, Any]) -> Dict[str, Any]:
+    """The highest UDP rate ``path`` carries with at most ``loss_pct`` % lost at the receiver
+    (``_search.search_rate``, one iperf3 run of ``trial_s`` per trial, paced every 100 us),
+    between 0 and what the sender offered in the overload run; it starts at what arrived there.
+    If the overload run itself lost no more than the bound, the sender was the limit and that
+    run's received rate is the answer.
+    """
+    if overload["loss_pct"] <= loss_pct:
+        return {"loss_bound_pct": loss_pct, "pps": overload["pps"], "limit": "sender",
+                "trials": []}
+
+    def trial(rate: float) -> Tuple[float, float, Dict[str, Any]]:
+        r = iperf(lab, path, trial_s, udp=True, rate=str(int(rate * UDP_LEN * 8)),
+                  pacing_us=PDR_PACING_US)
+        return r["pps"], r["loss_pct"], {"rcvbuf_errors_ps": r["rcvbuf_errors_ps"],
+                                         "vtep_delivered_pps": r["vtep_delivered_pps"]}
+
+    return search_rate(trial, loss_pct, overload["pps"], overload["sent_pps"])
+
+
 def measure(lab: BenchLab, path: Path2, seconds: float, pings: int,
             udp_rates: Optional[List[str]] = None,
-            udp_window: Optional[str] = None) -> Dict[str, Any]:
+            udp_window: Optional[str] = None,
+            pdr: Optional[float] = None, pdr_trial: float = 3.0) -> Dict[str, Any]:
     res: Dict[str, Any] = {"ping": ping(lab, path, pings)}
     res["tcp"] = iperf(lab, path, seconds, udp=False)
     res["udp"] = iperf(lab, path, seconds, udp=True)
@@ -133,6 +169,8 @@ def measure(lab: BenchLab, path: Path2, seconds: float, pings: int,
         res["udp_sweep"] = [iperf(lab, path, seconds, udp=True, rate=r) for r in udp_rates]
     if udp_window:
         res["udp_window"] = iperf(lab, path, seconds, udp=True, window=udp_window)
+    if pdr is not None:
+        res["udp_pdr"] = pdr_search(lab, path, pdr, pdr_trial, res["udp"])
     return res
 
 
@@ -210,6 +248,7 @@ def render(res: Dict[str, Any]) -> str:
          "", "", "", ""),
     ]
     head = ("metric", "agent VTEP", "kernel vxlan", "ratio", "target", "")
+    notes: List[str] = []
     if "udp_sweep" in a and "udp_sweep" in k:
         for ua, uk in zip(a["udp_sweep"], k["udp_sweep"]):
             rows.append((f"UDP kpps (rx) at {ua['offered']}bit/s", f"{ua['pps'] / 1e3:.1f}",
@@ -227,10 +266,25 @@ def render(res: Dict[str, Any]) -> str:
         rows.append(("  kpps lost at iperf3's socket with it",
                      f"{(ua.get('rcvbuf_errors_ps') or 0) / 1e3:.1f}",
                      f"{(uk.get('rcvbuf_errors_ps') or 0) / 1e3:.1f}", "", "", ""))
+    if "udp_pdr" in a and "udp_pdr" in k:
+        pa, pk = a["udp_pdr"], k["udp_pdr"]
+        rows.append((f"UDP kpps (rx) at <= {pa['loss_bound_pct']:g} % loss (search)",
+                     f"{pa['pps'] / 1e3:.1f}", f"{pk['pps'] / 1e3:.1f}",
+                     f"{pa['pps'] / pk['pps']:.2f}" if pk["pps"] else "", "", ""))
+        rows.append(("  trials (what limited it)", f"{len(pa['trials'])} ({pa['limit']})",
+                     f"{len(pk['trials'])} ({pk['limit']})", "", "", ""))
+        for name, res_ in (("agent", pa), ("kernel vxlan", pk)):
+            trials = "; ".join(
+                f"{t['offered_pps'] / 1e3:.1f} -> {t['pps'] / 1e3:.1f} "
+                f"({t['loss_pct']:.2f} %, {(t['rcvbuf_errors_ps'] or 0) / 1e3:.1f} at the socket)"
+                f" {'pass' if t['passed'] else 'fail'}" for t in res_["trials"])
+            notes.append(f"{name} search, offered -> received kpps (loss): "
+                         f"{trials or 'none: the sender was the limit'}")
     widths = [max(len(str(r[i])) for r in [*rows, head]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += notes
     if "baseline" in res:
         b, bs = res["baseline"], res["baseline_summary"]
         lines.append(f"agent with {res['baseline_env']}, same run: TCP {b['tcp']['mbit_s']:.0f} Mbit/s "
@@ -271,6 +325,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="also run UDP at the default offer with iperf3 -w SIZE (the socket "
                         "buffers of both ends, e.g. 1M) on both paths: how much of the loss is "
                         "the receiving socket's")
+    p.add_argument("--pdr", type=float, default=None, metavar="LOSS%",
+                   help="also search, on both paths, the highest UDP rate received with at most "
+                        "LOSS%% lost (0.5: FD.io CSIT's partial drop rate; 0: RFC 2544 "
+                        "throughput); iperf3 paced every 100 us, one run per trial")
+    p.add_argument("--pdr-trial", type=float, default=3.0, metavar="SECONDS",
+                   help="length of each trial of the --pdr search (default 3)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("needs root (network namespaces, TAP devices): run with sudo")
@@ -295,7 +355,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             res["agent"] = measure(lab, agent_path(lab, args.portable, args.tap_tso,
                                                    not args.no_coalesce,
                                                    remcsum=not args.no_remcsum),
-                                   args.seconds, args.pings, rates, args.udp_window)
+                                   args.seconds, args.pings, rates, args.udp_window,
+                                   args.pdr, args.pdr_trial)
             res["agent_counters"] = lab.agents["h1"].call("counters")
             res["coalesce"] = not args.no_coalesce
             lab.stop_agents()
@@ -303,7 +364,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(json.dumps(res, indent=2))
                 return 0
             res["kernel"] = measure(lab, kernel_path(lab), args.seconds, args.pings, rates,
-                                    args.udp_window)
+                                    args.udp_window, args.pdr, args.pdr_trial)
             res["summary"] = summarize(res["agent"], res["kernel"])
             if args.baseline:
                 res["baseline_summary"] = summarize(res["baseline"], res["kernel"])
