@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from _search import search_rate  # noqa: E402
+from _search import search_rate
 
 
 def _path(capacity: float, base_loss: float = 0.0):
