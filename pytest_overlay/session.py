@@ -86,6 +86,8 @@ class OverlaySession:
         self.extra_ports: List[Tuple[int, str]] = []  # --overlay-ports, for the ports check
         self.hosts: Dict[str, HostState] = {h.name: HostState(h) for h in plan.hosts}
         self.timings: Dict[str, float] = {}
+        #: each host kernel's neighbour tables when the overlay was up (see neighbour_tables)
+        self.neighbours_start: Dict[str, Any] = {}
 
     def client(self, host: str) -> Any:
         st = self.hosts[host]
@@ -117,6 +119,7 @@ class OverlaySession:
         else:
             await self.push_mappings()
         self.timings["overlay_s"] = time.monotonic() - t1
+        self.neighbours_start = await self.neighbour_tables()
 
     async def _start_host(self, st: HostState) -> None:
         try:
@@ -178,6 +181,30 @@ class OverlaySession:
         for r in results:
             if isinstance(r, AgentError) and r.host in self.hosts:
                 self.hosts[r.host].fail(r.message)
+
+    async def neighbour_tables(self) -> Dict[str, Any]:
+        """Host -> its kernel's neighbour tables now (``overlay_agent.io.neighbours.read``), or
+        the OverlayError that kept the agent from answering. The hosts of a local lab are
+        namespaces of the controller's own machine: one kernel, which only the initial
+        namespace can read, so the controller reads it once for all of them (``shared``)."""
+        from overlay_agent.io import neighbours
+
+        machine: Optional[Dict[str, Any]] = None
+
+        async def one(st: HostState) -> Any:
+            nonlocal machine
+            if st.plan.transport == "netns":
+                if machine is None:
+                    machine = {**neighbours.read(), "shared": True}
+                return machine
+            try:
+                return await self.client(st.plan.name).call("neighbours", rpc_timeout=5)
+            except OverlayError as e:
+                return e
+
+        live = [st for st in self.hosts.values() if st.ok]
+        got = await asyncio.gather(*(one(st) for st in live))
+        return {st.plan.name: g for st, g in zip(live, got)}
 
     async def collect_counters(self) -> None:
         async def one(st: HostState) -> None:

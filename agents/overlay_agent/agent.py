@@ -16,7 +16,7 @@ from overlay_agent.controlplane import ControlPlaneMixin
 from overlay_agent.core.probelog import PROBE_VNI
 from overlay_agent.core.vtep import VtepCore
 from overlay_agent.evidence import EvidenceOps
-from overlay_agent.io import gso, netns, probes
+from overlay_agent.io import gso, neighbours, netns, probes
 from overlay_agent.io.dataplane import Dataplane
 from overlay_agent.io.tap import open_tap
 from overlay_agent.isolation import IsolationOps
@@ -98,6 +98,11 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
                 " rebuild the agent from the same pytest-overlay version", "version")
         return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "pid": os.getpid(),
                 "capabilities": capabilities()}
+
+    @rpc()
+    def neighbours(self) -> Dict[str, Any]:
+        """The host kernel's neighbour tables: entries, caps, overflows (io/neighbours.py)."""
+        return neighbours.read()
 
     @rpc()
     def configure(self, host: str, prefix: str, underlay: str, vxlan_port: int = 4789,

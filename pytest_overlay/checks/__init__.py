@@ -23,9 +23,11 @@ CHECKS: Dict[str, str] = {
     "overhead": "pytest_overlay.checks.overhead",
     "mtu": "pytest_overlay.checks.mtu",
     "isolation": "pytest_overlay.checks.isolation",
+    "neighbours": "pytest_overlay.checks.neighbours",
 }
 
-AUDIT: List[str] = ["ports", "pmtu", "overhead", "control-plane", "reachability", "isolation", "mtu"]
+AUDIT: List[str] = ["ports", "pmtu", "overhead", "control-plane", "reachability", "isolation", "mtu",
+                    "neighbours"]
 #: audit checks that run before the user's own tests (the underlay, before any overlay traffic)
 BEFORE_TESTS: List[str] = ["ports"]
 

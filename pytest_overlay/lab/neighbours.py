@@ -19,11 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional
 
+from overlay_agent.io import neighbours as neighbour_tables
 from pytest_overlay.errors import LabError
 from pytest_overlay.models import RunPlan
-
-#: the cap of the ARP table (endpoints are IPv4; the underlay's IPv6 entries are static)
-_THRESH = "net/ipv4/neigh/default/gc_thresh3"
 
 
 def overlay_need(plan: RunPlan, mirror: bool = True) -> int:
@@ -38,13 +36,10 @@ def overlay_need(plan: RunPlan, mirror: bool = True) -> int:
 
 def kernel_room(proc: Path = Path("/proc")) -> Optional[Dict[str, int]]:
     """The ARP table's cap and the entries it holds now (all namespaces); None where unknown."""
-    try:
-        cap = int((proc / "sys" / _THRESH).read_text().split()[0])
-        lines = (proc / "net" / "stat" / "arp_cache").read_text().split("\n")
-        in_use = int(lines[1].split()[0], 16)  # the first column of every CPU row: the total
-    except (OSError, ValueError, IndexError):
+    arp = neighbour_tables.read(proc).get("tables", {}).get("arp", {})
+    if "gc_thresh3" not in arp:
         return None
-    return {"cap": cap, "in_use": in_use}
+    return {"cap": arp["gc_thresh3"], "in_use": arp["entries"]}
 
 
 def max_flat_hosts(cap: int, in_use: int, mirror: bool = True) -> int:

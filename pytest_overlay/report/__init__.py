@@ -80,6 +80,7 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
         control_plane,
         isolation,
         mtu,
+        neighbours,
         overhead,
         pmtu,
         ports,
@@ -87,7 +88,7 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
     )
 
     return [ports.section, pmtu.section, overhead.section, control_plane.section,
-            reachability.section, isolation.section, mtu.section]
+            reachability.section, isolation.section, mtu.section, neighbours.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:

@@ -47,6 +47,7 @@ def test_the_default_cap_takes_23_hosts_and_refuses_24_with_the_fix() -> None:
 def test_kernel_room_reads_the_cap_and_the_global_count(tmp_path: Path) -> None:
     (tmp_path / "sys/net/ipv4/neigh/default").mkdir(parents=True)
     (tmp_path / "sys/net/ipv4/neigh/default/gc_thresh3").write_text("4096\n")
+    (tmp_path / "sys/net/ipv4/neigh/default/gc_thresh2").write_text("2048\n")
     (tmp_path / "net/stat").mkdir(parents=True)
     (tmp_path / "net/stat/arp_cache").write_text(
         "entries  allocs   destroys\n0000002a 00000100 000000f0\n0000002a 00000010 00000001\n")
