@@ -50,6 +50,10 @@ class ControlPlaneMixin:
             raise err("the Raft secret must be at least 16 bytes", "invalid")
         if self_addr is not None and self_addr not in voters:
             raise err(f"{self_addr} is not in the voter list {voters}", "invalid")
+        if self_addr is not None:
+            held = raft.port_held(self_addr)
+            if held:
+                raise err(held, "in-use")
         self._raft_dirty = threading.Event()
         try:
             self._raft = raft.RaftNode(self_addr, list(voters), key, encrypt=encrypt,

@@ -122,8 +122,9 @@ def judge(src: str, dst: str, probes: Dict[str, Dict[str, Any]],
     keys = [k for k in KINDS if k in probes] + [k for k in probes if k not in KINDS]
     ok = (*OK_VERDICTS, ports_extra.UNVERIFIED)
     bad = [k for k in keys if probes[k]["verdict"] not in ok]
-    lossy = [describe(k, probes[k]) for k in keys
-             if probes[k]["verdict"] in ("lossy", ports_extra.UNVERIFIED)]
+    lossy = [describe(k, probes[k]) for k in keys if k not in bad and (
+             probes[k]["verdict"] in ("lossy", ports_extra.UNVERIFIED)
+             or probes[k].get("observed") == "interface")]
     if not bad:
         note = f" ({'; '.join(lossy)})" if lossy else ""
         more = [k for k in keys if k not in KINDS]

@@ -19,6 +19,8 @@ from pytest_overlay.portspec import label
 
 #: verdict of an extra UDP port another program already holds: probes go to it, unseen by us
 UNVERIFIED = "unverified"
+#: listener state of such a port when the receiver watches probes arrive on its interface
+CAPTURE = "capture"
 
 
 def extras(session: Any) -> List[Tuple[int, str]]:
@@ -106,8 +108,11 @@ def udp_result(port: int, answer: Dict[str, Any], received: int, listener: Optio
     n_sent = int(answer.get("sent", 0))
     probe: Dict[str, Any] = {"port": port, "proto": "udp", "sent": n_sent, "received": received,
                              "listener": listener}
-    if listener == "ours" or received:
+    if listener in ("ours", CAPTURE) or received:
         probe["verdict"] = verdict_of(n_sent, received)
+        if listener == CAPTURE:
+            # seen on the receiver's interface, before its own firewall and the port's owner
+            probe["observed"] = "interface"
     else:
         probe["verdict"] = UNVERIFIED
         probe["error"] = (f"port {port}/udp is held by another program on the receiver "
@@ -122,10 +127,15 @@ def describe(key: str, probe: Dict[str, Any], why: Dict[str, str]) -> str:
     if probe.get("proto") == "udp":
         if v == UNVERIFIED:
             return f"{key} unverified ({probe.get('error')})"
-        return f"{key} {v} ({probe.get('received', 0)} of {probe.get('sent', 0)} probes arrived)"
+        counts = f"{probe.get('received', 0)} of {probe.get('sent', 0)} probes"
+        if probe.get("observed") == "interface":
+            return (f"{key} {v} at the receiver's interface ({counts} reached it; another "
+                    "program holds the port there, so the receiver's own firewall and that "
+                    "program were not tested)")
+        return f"{key} {v} ({counts} arrived)"
     extra = f": {probe['error']}" if probe.get("error") else ""
     return f"{key} {v} ({why.get(v, v)}{extra})"
 
 
-__all__ = ["UNVERIFIED", "collect", "describe", "extras", "listen_udp", "probe_ids",
+__all__ = ["CAPTURE", "UNVERIFIED", "collect", "describe", "extras", "listen_udp", "probe_ids",
            "send_calls", "udp_result", "unlisten"]

@@ -22,6 +22,8 @@ def _cell(probe: Dict[str, Any], kind: str, asym: List[str]) -> Text:
         label = "ok" if v == "pass" else f"{v} {probe.get('received', 0)}/{probe.get('sent', 0)}"
     else:
         label = "open" if v == "pass" else v
+    if probe.get("observed") == "interface":
+        label += "*"
     if kind in asym:
         label += " (asym)"
     style = (STYLE["pass"] if v == "pass" else STYLE["skip"] if v in ("lossy", "unverified")
@@ -35,9 +37,14 @@ def table(results: List[CheckResult]) -> Table:
         for k, p in ((r.details or {}).get("probes") or {}).items():
             ports.setdefault(k, p.get("port"))
     extra = [k for k in ports if k not in KINDS]  # --overlay-ports, keyed "PORT/PROTO"
+    seen_at_nic = any(p.get("observed") == "interface" for r in results
+                      for p in ((r.details or {}).get("probes") or {}).values())
     t = Table(title="Underlay ports", title_justify="left",
               caption="per ordered host pair, before any overlay traffic; (asym): the reverse "
-                      "direction passes", caption_justify="left")
+                      "direction passes"
+                      + ("; *: seen arriving on the receiver's interface (another program "
+                         "holds the port there)" if seen_at_nic else ""),
+              caption_justify="left")
     t.add_column("src")
     t.add_column("dst")
     for k in KINDS:

@@ -7,11 +7,13 @@ must fail exactly h1->h3 (2377/tcp filtered, asymmetric; 7946/udp blocked) and h
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from typing import Callable
 
 import pytest
 
+from overlay_agent.io import netns
 from pytest_overlay.portspec import parse_ports
 from pytest_overlay.runner import OverlayRun
 from tests.conftest import needs_root
@@ -59,3 +61,51 @@ table inet {p}_fault {{
     for host in ("h1", "h2", "h3"):
         assert run.call(host, "udp_probe_log") == {"ports": {}, "ignored": 0}
     assert run.call("h1", "tcp_connect", dst=h2, port=2377, timeout=3.0)["state"] == "refused"
+
+
+def test_a_udp_port_another_program_holds_is_watched_on_the_interface(run: OverlayRun) -> None:
+    """h2's 5353/udp is held (as dockerd holds 7946/udp on a Swarm node): the probes go to the
+    holder and the receiving agent sees them arrive on its interface; the underlay's switch
+    drops them from h1 to h2, which must read as blocked, not as unverified."""
+    run.start()
+    assert run.start_error is None, run.start_error
+    p = run.prefix
+    h2 = next(h.underlay for h in run.plan.hosts if h.name == "h2")
+    with netns.inside(f"{p}-h2"):
+        holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        holder.bind((h2, 5353))
+        holder.setblocking(False)
+    try:
+        h1 = next(h.underlay for h in run.plan.hosts if h.name == "h1")
+        subprocess.run(["ip", "netns", "exec", f"{p}-_ul", "nft", "-f", "-"], check=True,
+                       text=True, capture_output=True, timeout=30, input=f"""
+table bridge {p}_fault {{
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    ip saddr {h1} ip daddr {h2} udp dport 5353 counter drop
+  }}
+}}""")
+        res = run.check("ports")
+        held = {tid: r.details["probes"]["5353/udp"] for tid, r in res.items()
+                if tid.endswith("->h2")}
+        assert {t: (x["listener"], x.get("observed"), x["verdict"]) for t, x in held.items()} == {
+            "h1->h2": ("capture", "interface", "blocked"),
+            "h3->h2": ("capture", "interface", "pass"),
+        }
+        assert held["h3->h2"]["received"] == 5
+        assert res["h3->h2"].outcome == "pass"
+        assert "5353/udp pass at the receiver's interface" in res["h3->h2"].message
+        assert res["h1->h2"].outcome == "fail"
+        assert res["h1->h2"].message.count("5353/udp blocked at the receiver's interface") == 1
+        n = 0
+        while True:  # the probes went to the holder, as they would to dockerd
+            try:
+                holder.recv(2048)
+            except BlockingIOError:
+                break
+            n += 1
+        assert n >= 5
+        # the other hosts' own 5353/udp is still ours to listen on
+        assert res["h2->h1"].details["probes"]["5353/udp"]["listener"] == "ours"
+    finally:
+        holder.close()

@@ -138,6 +138,31 @@ def test_extra_udp_held_by_another_program_is_unverified_not_failed() -> None:
     assert outcome == "pass" and "7946/udp unverified (held by serf)" in message
 
 
+def test_extra_udp_seen_at_the_interface_is_judged_and_says_where() -> None:
+    from pytest_overlay.checks import ports_extra
+
+    def verdict(sent: int, received: int) -> str:
+        return "pass" if received == sent else "lossy" if received else "blocked"
+
+    seen = ports_extra.udp_result(7946, {"sent": 5}, 5, "capture", verdict)
+    assert (seen["verdict"], seen["observed"]) == ("pass", "interface")
+    missed = ports_extra.udp_result(7946, {"sent": 5}, 0, "capture", verdict)
+    assert missed["verdict"] == "blocked"  # watched, and nothing came: a real failure
+    unseen = ports_extra.udp_result(7946, {"sent": 5}, 0, "in-use", verdict)
+    assert unseen["verdict"] == "unverified" and "observed" not in unseen
+
+    p = _swarm()
+    p["7946/udp"] = seen
+    outcome, message, _ = ports.judge("a", "b", p, None)
+    assert outcome == "pass"
+    assert "7946/udp pass at the receiver's interface (5 of 5 probes reached it" in message
+    assert "firewall and that program were not tested" in message
+    p["7946/udp"] = missed
+    outcome, message, asym = ports.judge("a", "b", p, _swarm())
+    assert outcome == "fail" and asym == ["7946/udp"]
+    assert message.count("7946/udp blocked at the receiver's interface") == 1
+
+
 def test_table_has_a_column_per_extra_port() -> None:
     from pytest_overlay.models import CheckResult, Report
 
@@ -149,3 +174,19 @@ def test_table_has_a_column_per_extra_port() -> None:
     text = render(report, width=200)
     assert "2377 tcp" in text and "7946 udp" in text
     assert "blocked 0/5 (asym)" in text
+
+
+def test_a_port_watched_on_the_interface_is_marked_in_the_table() -> None:
+    from pytest_overlay.models import CheckResult, Report
+
+    probes = _swarm()
+    probes["7946/udp"] = {**probes["7946/udp"], "listener": "capture", "observed": "interface"}
+    ok = CheckResult(check="ports", src="h1", dst="h2", outcome="pass", message="x",
+                     details={"probes": probes})
+    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="",
+                    finished_at="", hosts=[], networks=[], results=[ok], summary={})
+    text = " ".join(render(report, width=200).split())  # the caption wraps
+    assert "ok*" in text and "*: seen arriving on the receiver's interface" in text
+    plain = render(report.model_copy(update={"results": [ok.model_copy(
+        update={"details": {"probes": _swarm()}})]}), width=200)
+    assert "ok*" not in plain and "*: seen" not in plain

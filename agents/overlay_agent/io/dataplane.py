@@ -26,10 +26,12 @@ Paths, chosen at run time (:attr:`Dataplane.features` says which):
 from __future__ import annotations
 
 import errno
+import json
 import os
 import select
 import socket
 import struct
+import subprocess
 import threading
 import time
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
@@ -62,6 +64,33 @@ def _yield_mode(value: str) -> Tuple[bool, bool]:
     return (v in ("1", "both", "rx"), v in ("1", "both", "tx"))
 
 
+def kernel_vxlan_on(port: int) -> List[str]:
+    """Names of this namespace's kernel VXLAN devices whose UDP port is ``port``."""
+    try:
+        out = subprocess.run(["ip", "-d", "-j", "link", "show", "type", "vxlan"],
+                             capture_output=True, text=True, timeout=5).stdout
+        links = json.loads(out or "[]")
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return []
+    return [str(d.get("ifname")) for d in links if isinstance(d, dict)
+            and ((d.get("linkinfo") or {}).get("info_data") or {}).get("port") == port]
+
+
+def bind_error(address: str, port: int, e: OSError) -> str:
+    """Why the VTEP's socket could not be bound, and what to do about it."""
+    if e.errno != errno.EADDRINUSE:
+        return (f"cannot bind the VTEP to {address}:{port}: {e.strerror} (is the address on "
+                "this host?)")
+    devs = kernel_vxlan_on(port)
+    who = (f"the kernel VXLAN device{'s' if len(devs) > 1 else ''} {', '.join(devs)}: an overlay "
+           "already runs here (Docker Swarm, or a VXLAN CNI such as flannel, Calico or Cilium)"
+           if devs else "another program")
+    return (f"cannot bind the VTEP to {address}:{port}: the port is held by {who}. Give the "
+            "audit's VTEP a free port (vxlan_port under overlay: in the inventory, e.g. 4790), "
+            f"and to test the underlay for the cluster's own port add --overlay-ports={port}/udp "
+            "(its probes are then watched on the receiving interfaces)")
+
+
 class Dataplane:
     """Owns the underlay UDP socket and the TAP descriptors of the local endpoints."""
 
@@ -77,10 +106,7 @@ class Dataplane:
             self.sock.bind((address, port))
         except OSError as e:
             self.sock.close()
-            raise OSError(
-                e.errno, f"cannot bind the VTEP to {address}:{port}: {e.strerror}"
-                " (is the address on this host, and is the port free?)"
-            ) from e
+            raise OSError(e.errno, bind_error(address, port, e)) from e
         self.sock.setblocking(False)
         pmtu.set_outer_df(self.sock)  # DF on the outer packets; see docs/checks.md
         feats = gso.enable(self.sock) if fast else {"gso": False, "gro": False}

@@ -8,6 +8,7 @@ the connection when it raises. Log entries are JSON text, applied by :class:`Raf
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -130,6 +131,29 @@ class _AuthTransport(TCPTransport):  # type: ignore[misc,valid-type]
     def _onOutgoingConnected(self, conn: Any) -> None:
         conn.encryptor = self._syncObj.new_session(initiator=True)
         super()._onOutgoingConnected(conn)
+
+
+def port_held(self_addr: str) -> Optional[str]:
+    """Why a voter cannot listen at ``self_addr`` ("ip:port"), or None if it can. pysyncobj
+    would retry a taken port forever and the replica would just never hear from its peers."""
+    host, _, port = self_addr.rpartition(":")
+    host = host.strip("[]")
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as pysyncobj binds it
+        s.bind((host, int(port)))
+        s.listen(1)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            return None  # not ours to judge here: pysyncobj reports its own bind failures
+        docker = " (Docker Swarm's gossip uses 7946/tcp)" if int(port) == 7946 else ""
+        return (f"the Raft port {port}/tcp at {host} is held by another program{docker}: "
+                f"give the audit's control plane a free port with --overlay-raft-port "
+                f"(e.g. {int(port) + 1}, open on the underlay between the hosts), or run "
+                "with --overlay-control-plane=static")
+    finally:
+        s.close()
+    return None
 
 
 class RaftNode(SyncObj):  # type: ignore[misc,valid-type]
