@@ -24,10 +24,11 @@ CHECKS: Dict[str, str] = {
     "mtu": "pytest_overlay.checks.mtu",
     "isolation": "pytest_overlay.checks.isolation",
     "neighbours": "pytest_overlay.checks.neighbours",
+    "kernel-overlays": "pytest_overlay.checks.kernel_overlays",
 }
 
 AUDIT: List[str] = ["ports", "pmtu", "overhead", "control-plane", "reachability", "isolation", "mtu",
-                    "neighbours"]
+                    "kernel-overlays", "neighbours"]
 #: audit checks that run before the user's own tests (the underlay, before any overlay traffic)
 BEFORE_TESTS: List[str] = ["ports"]
 

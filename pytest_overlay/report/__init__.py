@@ -79,6 +79,7 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
     from pytest_overlay.report import (
         control_plane,
         isolation,
+        kernel_overlays,
         mtu,
         neighbours,
         overhead,
@@ -88,7 +89,8 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
     )
 
     return [ports.section, pmtu.section, overhead.section, control_plane.section,
-            reachability.section, isolation.section, mtu.section, neighbours.section]
+            reachability.section, isolation.section, mtu.section, kernel_overlays.section,
+            neighbours.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:

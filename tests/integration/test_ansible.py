@@ -24,7 +24,7 @@ from pytest_overlay.deploy import agent_digest, bundle_for
 from pytest_overlay.lab.sshd import SshdLab
 from tests.conftest import needs_root
 from tests.integration.sshlab import (  # noqa: F401 (fixture)
-    all_pass_but_namespace_neighbours,
+    all_pass_but_lab_host_skips,
     assert_no_trace,
     ssh_lab,
 )
@@ -121,7 +121,7 @@ def test_provision_audit_teardown(ssh_lab, tmp_path: Path) -> None:  # noqa: F81
         + json.dumps([h.get("error") for h in json.loads(report.read_text())["hosts"]]))
     data = json.loads(report.read_text())
     assert all(h["status"] == "ok" for h in data["hosts"])
-    assert all_pass_but_namespace_neighbours(data["results"]) == []
+    assert all_pass_but_lab_host_skips(data["results"]) == []
     assert len([r for r in data["results"] if r["check"] == "reachability"]) == 6
 
     # Teardown removes it all, and is idempotent too.

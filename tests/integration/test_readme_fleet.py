@@ -14,7 +14,7 @@ import pytest
 from pytest_overlay.ansible_inventory import ansible_tool
 from pytest_overlay.cli import leftovers
 from tests.conftest import needs_root
-from tests.integration.sshlab import all_pass_but_namespace_neighbours
+from tests.integration.sshlab import all_pass_but_lab_host_skips
 
 pytestmark = [
     needs_root, pytest.mark.slow,
@@ -51,7 +51,7 @@ def test_readme_fleet_block_provisions_and_audits(tmp_path: Path) -> None:
                 prefix = json.loads((fleet / "fleet.json").read_text())["prefix"]
         report = json.loads((tmp_path / "report.json").read_text())
         assert report["mode"] == "ssh" and all(h["status"] == "ok" for h in report["hosts"])
-        assert report["results"] and all_pass_but_namespace_neighbours(report["results"]) == []
+        assert report["results"] and all_pass_but_lab_host_skips(report["results"]) == []
     finally:
         if prefix is not None and (fleet / "fleet.json").exists():
             subprocess.run([str(bindir / "pytest-overlay"), "lab", "down", str(fleet)], check=False)

@@ -18,7 +18,7 @@ from pytest_overlay.naming import new_prefix, processes
 from pytest_overlay.runner import OverlayRun
 from tests.conftest import needs_root
 from tests.integration.sshlab import (
-    all_pass_but_namespace_neighbours,
+    all_pass_but_lab_host_skips,
     assert_no_trace,
     pytest_cmd,
     ssh_lab,
@@ -42,14 +42,14 @@ def test_audit_over_ssh_equals_local_mode(ssh_lab, tmp_path: Path) -> None:  # t
                    f"--overlay-ssh-netns={sl.controller_ns}"),
         cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # pytest's own summary: passes, and the 3 neighbour-table skips of namespace hosts
+    # pytest's own summary: passes, and per namespace host a neighbours and a kernel-overlays skip
     summary = proc.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"=+ \d+ passed, 3 skipped in [\d.]+s( \(\S+\))? =+", summary), summary
+    assert re.fullmatch(r"=+ \d+ passed, 6 skipped in [\d.]+s( \(\S+\))? =+", summary), summary
     assert "Hosts" in proc.stdout
     assert "overlay-audit::reachability::h1->h2[vni=4096] PASSED" in proc.stdout
     parsed = Report.model_validate(json.loads(report.read_text()))
     assert parsed.mode == "ssh" and parsed.run_prefix == prefix
-    assert all_pass_but_namespace_neighbours(parsed.results) == []
+    assert all_pass_but_lab_host_skips(parsed.results) == []
     for h in parsed.hosts:
         assert h.status == "ok" and h.transport == "ssh", h
         assert h.ssh["host_key"] == "known" and h.ssh["host_key_fingerprint"].startswith("SHA256:")

@@ -26,12 +26,10 @@ Paths, chosen at run time (:attr:`Dataplane.features` says which):
 from __future__ import annotations
 
 import errno
-import json
 import os
 import select
 import socket
 import struct
-import subprocess
 import threading
 import time
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
@@ -39,6 +37,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 from overlay_agent.core import gro, offload, ptb
 from overlay_agent.core.vtep import DELIVER_VNET, SEND, SEND_RUN, VtepCore
 from overlay_agent.io import gso, heap, pmtu, tso
+from overlay_agent.io.kernelvxlan import kernel_vxlan_on
 
 _READ_BUDGET = 64
 _MAX_FRAME = 65536
@@ -62,18 +61,6 @@ def _yield_mode(value: str) -> Tuple[bool, bool]:
     """OVERLAY_DATAPLANE_YIELD -> (after superframes into a TAP, after bursts to the underlay)."""
     v = value.strip().lower()
     return (v in ("1", "both", "rx"), v in ("1", "both", "tx"))
-
-
-def kernel_vxlan_on(port: int) -> List[str]:
-    """Names of this namespace's kernel VXLAN devices whose UDP port is ``port``."""
-    try:
-        out = subprocess.run(["ip", "-d", "-j", "link", "show", "type", "vxlan"],
-                             capture_output=True, text=True, timeout=5).stdout
-        links = json.loads(out or "[]")
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return []
-    return [str(d.get("ifname")) for d in links if isinstance(d, dict)
-            and ((d.get("linkinfo") or {}).get("info_data") or {}).get("port") == port]
 
 
 def bind_error(address: str, port: int, e: OSError) -> str:

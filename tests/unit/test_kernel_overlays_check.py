@@ -1,0 +1,81 @@
+"""The kernel-overlays verdicts: each running overlay's MTU against the measured paths."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from pytest_overlay.checks import AUDIT, kernel_overlays
+from pytest_overlay.errors import AgentError
+from pytest_overlay.models import HostPlan, Report, RunPlan
+from pytest_overlay.report import render
+
+
+def _dev(name: str = "flannel.1", mtu: int = 1450, vni: int = 1, where: str = "host",
+         **kw: Any) -> Dict[str, Any]:
+    return {"name": name, "where": where, "mtu": mtu, "vni": vni, "port": 8472,
+            "local": "192.0.2.1", "external": False, "up": True, **kw}
+
+
+PATHS = {("h1", "h2"): {"pmtu": 1500, "verdict": "ok"},
+         ("h1", "h3"): {"pmtu": 1400, "verdict": "blackhole"},
+         ("h1", "h4"): {"pmtu": 1400, "verdict": "ok"}}
+
+
+def _judge(*devs: Dict[str, Any], peers: Any = None) -> Any:
+    return kernel_overlays.judge("h1", {"devices": list(devs), "errors": []}, PATHS,
+                                 peers or {}, ["h2", "h3", "h4"], 50)
+
+
+def test_a_device_within_the_smallest_path_passes() -> None:
+    r = _judge(_dev(mtu=1350))
+    assert r.outcome == "pass" and "flannel.1 (VNI 1, flannel) MTU 1350 fits (up to 1350)" in r.message
+    assert r.details["devices"][0]["fits"] == 1350
+
+
+def test_a_device_above_it_fails_with_the_stalling_pairs_and_the_tool_s_fix() -> None:
+    r = _judge(_dev(mtu=1450))
+    assert r.outcome == "fail"
+    assert "has MTU 1450, but the smallest path MTU from h1 is 1400 (h1->h3, h1->h4)" in r.message
+    assert "on h1->h3 packets above 1350 are lost" in r.message  # the blackhole, not h1->h4
+    assert "\"mtu\": 1350 in flannel's CNI delegate" in r.message
+    assert r.details["devices"][0]["stalling_pairs"] == ["h1->h3"]
+
+
+def test_only_the_hosts_that_share_the_vni_count() -> None:
+    r = _judge(_dev(mtu=1450), peers={1: ["h1", "h2"]})  # h3, h4 are not in this overlay
+    assert r.outcome == "pass" and "fits (up to 1450)" in r.message
+
+
+def test_docker_s_overlay_is_named_and_told_how_to_fix_it() -> None:
+    r = _judge(_dev(name="vx-001001-abcd", vni=4097, where="docker:1-abcd", mtu=1450))
+    assert r.outcome == "fail"
+    assert "(VNI 4097, Docker Swarm (overlay namespace 1-abcd))" in r.message
+    assert "--opt com.docker.network.driver.mtu=1350" in r.message
+
+
+def test_metadata_mode_is_listed_not_judged_and_ipv6_costs_70() -> None:
+    r = _judge(_dev(name="cilium_vxlan", external=True, mtu=65520),
+               _dev(name="vxlan-v6.calico", local="2001:db8::1", mtu=1330, vni=2))
+    assert r.outcome == "pass"
+    assert "cilium_vxlan (VNI 1, Cilium) is in metadata mode" in r.message
+    assert "vxlan-v6.calico (VNI 2, Calico) MTU 1330 fits (up to 1330)" in r.message
+
+
+def test_no_device_is_a_skip_and_a_dead_agent_an_error() -> None:
+    assert _judge().outcome == "skip" and "no overlay runs here" in _judge().message
+    err = kernel_overlays.judge("h1", AgentError("h1", "gone"), PATHS, {}, ["h2"], 50)
+    assert err.outcome == "error"
+
+
+def test_only_remote_hosts_get_a_test_and_the_table_shows_each_device() -> None:
+    lab = RunPlan(hosts=[HostPlan(name="h1", underlay="198.18.0.1")], networks=[], endpoints=[])
+    assert kernel_overlays.test_ids(lab) == []
+    ssh = RunPlan(hosts=[HostPlan(name="h1", underlay="192.0.2.1", transport="ssh")],
+                  networks=[], endpoints=[])
+    assert kernel_overlays.test_ids(ssh) == ["h1"]
+    assert AUDIT.index("mtu") < AUDIT.index("kernel-overlays")  # after pmtu has measured
+    results = [_judge(_dev(mtu=1450), _dev(name="cilium_vxlan", external=True))]
+    report = Report(tool_version="0", run_prefix="ov000000", mode="ssh", started_at="t",
+                    finished_at="t", hosts=[], networks=[], results=results, summary={})
+    text = render(report, width=80)
+    assert "Overlays already running" in text and "too high" in text and "…" not in text
