@@ -139,6 +139,8 @@ class Controller(_Model):
 class OverlaySettings(_Model):
     vxlan_port: int = Field(default=4789, ge=1, le=65535)
     probe_port: int = Field(default=7, ge=1, le=65535)
+    #: path-MTU searches per host pair, each its own flow (multipath underlays, see checks.md)
+    pmtu_flows: int = Field(default=4, ge=1, le=32)
 
 
 class Inventory(_Model):
@@ -251,7 +253,8 @@ class Inventory(_Model):
                 endpoints.append(EndpointPlan(name=f"e{k}", host=host, network=n.name, ip=ip,
                                               mac=_mac(ip)))
         return RunPlan(hosts=hosts, networks=networks, endpoints=endpoints,
-                       vxlan_port=self.overlay.vxlan_port, probe_port=self.overlay.probe_port)
+                       vxlan_port=self.overlay.vxlan_port, probe_port=self.overlay.probe_port,
+                       pmtu_flows=self.overlay.pmtu_flows)
 
 
 def _mac(ip: str) -> str:

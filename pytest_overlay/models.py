@@ -75,6 +75,9 @@ class RunPlan(_Model):
     endpoints: List[EndpointPlan]
     vxlan_port: int = Field(default=4789, ge=1, le=65535)
     probe_port: int = Field(default=7, ge=1, le=65535)
+    #: path-MTU searches per host pair, each from its own source port: a multipath underlay
+    #: hashes flows over its legs, and one flow sees one leg
+    pmtu_flows: int = Field(default=1, ge=1, le=32)
 
     @model_validator(mode="after")
     def _refs(self) -> RunPlan:

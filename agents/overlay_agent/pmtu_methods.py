@@ -51,17 +51,33 @@ class PmtuMethods:
 
     @rpc(slow=True)
     def pmtu_probe(self, dsts: List[str], port: int = DEFAULT_PMTU_PORT, timeout: float = 0.2,
-                   copies: int = 3, parallel: int = 16) -> Dict[str, Any]:
-        """Path MTU from this host to each of ``dsts`` (underlay addresses), in parallel."""
+                   copies: int = 3, parallel: int = 16, flows: int = 1,
+                   sport_base: int = 0) -> Dict[str, Any]:
+        """Path MTU from this host to each of ``dsts`` (underlay addresses), in parallel.
+
+        With ``flows`` > 1 every destination is searched that many times at once, each search
+        a flow of its own (source port ``sport_base`` + destination index * ``flows`` + flow,
+        or ephemeral ports without a base): a multipath underlay hashes them over its legs. The
+        result of a destination is then its first flow's, plus ``flows``: all of them."""
         src = self._underlay_address()
-        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(dsts) or 1))) as pool:
-            futures = {d: pool.submit(pmtu.probe_path, src, d, port, timeout, copies) for d in dsts}
-            out: Dict[str, Any] = {}
-            for d, f in futures.items():
+        flows = max(1, int(flows))
+        jobs = [(d, i * flows + f) for i, d in enumerate(dsts) for f in range(flows)]
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(jobs) or 1))) as pool:
+            futures = [(d, pool.submit(pmtu.probe_path, src, d, port, timeout, copies,
+                                       sport=sport_base + k if sport_base else 0))
+                       for d, k in jobs]
+            per_dst: Dict[str, List[Dict[str, Any]]] = {}
+            for d, f in futures:
                 try:
-                    out[d] = f.result()
+                    r = f.result()
                 except OSError as e:
-                    out[d] = {"verdict": "error", "error": f"probing {d} failed: {e}"}
+                    r = {"verdict": "error", "error": f"probing {d} failed: {e}"}
+                per_dst.setdefault(d, []).append(r)
+        out: Dict[str, Any] = {}
+        for d, results in per_dst.items():
+            out[d] = dict(results[0])
+            if flows > 1:
+                out[d]["flows"] = results
         return {"results": out}
 
     def _pmtu_cleanup(self) -> None:

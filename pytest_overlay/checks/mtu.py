@@ -47,6 +47,7 @@ def verdict(net: NetworkSpec, hosts: List[str], paths: Dict[Tuple[str, str], Dic
     """Judge one network from the pmtu results of its hosts' pairs (pure: unit-tested)."""
     base: Dict[str, Any] = {"check": NAME, "src": net.name, "vni": net.vni}
     rows = []
+    multipath = []
     for a in hosts:
         for b in hosts:
             if a == b:
@@ -55,6 +56,8 @@ def verdict(net: NetworkSpec, hosts: List[str], paths: Dict[Tuple[str, str], Dic
             if r.get("pmtu"):
                 over = max(family_overhead.get(a, 50), overheads.get((a, b), 0))
                 rows.append((a, b, int(r["pmtu"]), over, r.get("verdict")))
+                if r.get("ecmp"):
+                    multipath.append(f"{a}->{b}")
     if not rows:
         return CheckResult(**base, outcome="skip",
                            message="no path MTU known between the network's hosts (see pmtu)")
@@ -68,6 +71,7 @@ def verdict(net: NetworkSpec, hosts: List[str], paths: Dict[Tuple[str, str], Dic
         "stalling_pairs": [f"{a}->{b}" for a, b, v in too_small if v != "ok"],
         "blackhole_pairs": [f"{a}->{b}" for a, b, v in too_small if v == "blackhole"],
         "pmtud_pairs": [f"{a}->{b}" for a, b, v in too_small if v == "ok"],
+        "multipath_pairs": multipath,
     }
     if too_small:
         stall, hole = details["stalling_pairs"], details["blackhole_pairs"]
@@ -85,6 +89,12 @@ def verdict(net: NetworkSpec, hosts: List[str], paths: Dict[Tuple[str, str], Dic
                          "TCP recovers after losing the first large packets to each destination "
                          "(a tail-loss probe or retransmission timeout); senders that ignore "
                          "ICMP or clear DF keep losing large packets")
+        short = [f"{a}->{b}" for a, b, _v in too_small]
+        split = [p for p in multipath if p in short]
+        if split:
+            parts.append(f"{', '.join(split)} cross a multipath underlay whose legs differ (see "
+                         "pmtu): only connections hashed onto the smaller leg meet this, so some "
+                         "connections between the same hosts hang while others work")
         parts.append(fix(best, net))
         return CheckResult(**base, outcome="fail", message="; ".join(parts), details=details)
     if net.mtu < best - SLACK:

@@ -120,6 +120,15 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
         return CheckResult(**base, outcome="skip", details=details, duration_ms=ms,
                            message=f"largest inner packet {inner}; underlay path MTU unknown "
                                    f"(pmtu: {path.get('verdict')})")
+    # A multipath underlay (the pmtu check's flows disagree): the VTEP's own flow took one of
+    # the legs, and what crossed says which. Read the overhead against that leg.
+    legs = sorted({int(g["pmtu"]) for g in path.get("ecmp") or [] if g.get("pmtu")})
+    leg = next((m for m in legs if m >= inner + expect), None)
+    leg_note = ""
+    if leg is not None and leg != pmtu and inner + expect > pmtu:
+        leg_note = (f" (multipath underlay: its flows see path MTUs {', '.join(map(str, legs))}; "
+                    f"the VTEP's flow took a {leg}-byte leg)")
+        pmtu = details["path_mtu"] = details["ecmp_leg_mtu"] = leg
     measured = pmtu - inner
     if measured < expect:
         details["fragmented"] = True
@@ -134,11 +143,13 @@ async def _pair(session: OverlaySession, src: EndpointPlan, dst: EndpointPlan, v
         details["overhead_max"] = measured
         return CheckResult(**base, outcome="pass", details=details, duration_ms=ms,
                            message=(f"full-size inner packets ({inner}) cross; path MTU {pmtu} "
-                                    f"leaves {measured} bytes, consistent with {expect}"))
+                                    f"leaves {measured} bytes, consistent with {expect}"
+                                    f"{leg_note}"))
     details["overhead"] = measured
     if measured == expect:
         return CheckResult(**base, outcome="pass", details=details, duration_ms=ms,
-                           message=f"overhead {measured} bytes (largest inner {inner}, path MTU {pmtu})")
+                           message=(f"overhead {measured} bytes (largest inner {inner}, path "
+                                    f"MTU {pmtu}){leg_note}"))
     return CheckResult(**base, outcome="fail", details=details, duration_ms=ms,
                        message=(f"overhead {measured} bytes, expected {expect}: the largest inner "
                                 f"packet is {inner} on a {pmtu}-byte path; something adds headers "

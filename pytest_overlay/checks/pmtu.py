@@ -28,6 +28,9 @@ from pytest_overlay.session import OverlaySession
 
 NAME = "pmtu"
 PORT = 47890
+#: first source port of the flows of a multi-flow search (``RunPlan.pmtu_flows`` > 1): fixed,
+#: so a multipath underlay with a fixed hash sends each flow down the same leg every run
+SPORT_BASE = 48000
 #: searches an agent runs at once (the agent's own default)
 PARALLEL = 16
 #: searches running at once on one machine, per CPU, when all hosts share it (local mode)
@@ -87,27 +90,71 @@ async def _measure(session: OverlaySession) -> Dict[Tuple[str, str], Dict[str, A
     by_addr = {h.underlay: h.name for h in hosts}
 
     parallel = parallel_per_host(session.plan)
+    flows = int(getattr(session.plan, "pmtu_flows", 1) or 1)
+    extra = {"flows": flows, "sport_base": SPORT_BASE} if flows > 1 else {}
 
     async def probe(h: HostPlan) -> None:
         dsts = [b.underlay for b in hosts if b is not h and (h.name, b.name) not in out]
         if not dsts:
             return
-        waves = -(-len(dsts) // parallel)
+        waves = -(-len(dsts) * flows // parallel)
         try:
             res = await session.client(h.name).call(
-                "pmtu_probe", dsts=dsts, port=PORT, parallel=parallel, rpc_timeout=15 + 6 * waves)
+                "pmtu_probe", dsts=dsts, port=PORT, parallel=parallel, rpc_timeout=15 + 6 * waves,
+                **extra)
         except OverlayError as e:
             for d in dsts:
                 out[(h.name, by_addr[d])] = {"verdict": "error", "error": e.message}
             return
         for addr, r in res["results"].items():
-            out[(h.name, by_addr[str(ipaddress.ip_address(addr))])] = r
+            out[(h.name, by_addr[str(ipaddress.ip_address(addr))])] = merge_flows(r)
 
     await asyncio.gather(*(probe(h) for h in hosts))
     return out
 
 
+#: how bad a flow's verdict is, to pick the one that speaks for the pair
+_SEVERITY = {"unreachable": 5, "blackhole": 4, "lossy": 3, "error": 2, "ok": 0, "local-limit": 0}
+
+
+def merge_flows(r: Dict[str, Any]) -> Dict[str, Any]:
+    """One pair's result from its flows (``r["flows"]``, each a search from its own source
+    port; pure). Flows that agree give the first one's result. Flows that disagree mean a
+    multipath underlay whose legs differ: the worst flow speaks for the pair (a connection
+    hashed onto its leg meets exactly that), and ``ecmp`` groups the flows by what they saw."""
+    flows = r.get("flows")
+    if not flows:
+        return r
+    seen: Dict[Tuple[Any, Any], List[Any]] = {}
+    for f in flows:
+        seen.setdefault((f.get("verdict"), f.get("pmtu")), []).append(f.get("sport"))
+    base = {k: v for k, v in r.items() if k != "flows"}
+    if len(seen) == 1:
+        return {**base, "flows": len(flows)}
+    worst = max(flows, key=lambda f: (_SEVERITY.get(str(f.get("verdict")), 1),
+                                      -int(f.get("pmtu") or 0)))
+    groups = [{"verdict": v, "pmtu": m, "sports": sorted(p for p in ports if p)}
+              for (v, m), ports in sorted(seen.items(), key=lambda kv: -len(kv[1]))]
+    return {**worst, "flows": len(flows), "ecmp": groups}
+
+
+def _flows_note(r: Dict[str, Any]) -> str:
+    groups = r.get("ecmp") or []
+    if not groups:
+        return ""
+    total = sum(len(g["sports"]) or 1 for g in groups)
+    parts = [f"{len(g['sports']) or 1} of {total} see {g['verdict']} {g['pmtu']}" for g in groups]
+    return (f"flows disagree ({'; '.join(parts)}; one source port each): the underlay spreads "
+            "flows over paths that differ, so connections hashed onto the worst one meet this "
+            "while the others work. Worst flow: ")
+
+
 def judge(src: str, dst: str, r: Dict[str, Any]) -> Tuple[str, str]:
+    outcome, message = _judge(src, dst, r)
+    return outcome, _flows_note(r) + message
+
+
+def _judge(src: str, dst: str, r: Dict[str, Any]) -> Tuple[str, str]:
     v = r.get("verdict")
     pmtu = r.get("pmtu")
     if v == "ok":
@@ -158,7 +205,8 @@ async def run(session: OverlaySession) -> List[CheckResult]:
             continue
         outcome, message = judge(a.name, b.underlay, r)
         details = {k: r.get(k) for k in ("verdict", "pmtu", "exact", "local_mtu", "ptb_mtu",
-                                         "ptb_from", "hop", "controls", "rounds")}
+                                         "ptb_from", "hop", "controls", "rounds", "flows",
+                                         "ecmp")}
         details.update(src_ip=a.underlay, dst_ip=b.underlay, port=PORT)
         out.append(CheckResult(**base, outcome=outcome, message=message, details=details,  # type: ignore[arg-type]
                                duration_ms=float(r.get("ms") or elapsed)))

@@ -30,6 +30,10 @@ from pytest_overlay.errors import LabError
 from pytest_overlay.lab.topology import Fault, LabTopology
 from pytest_overlay.naming import namespaces
 
+#: the multipath hash seed of an ``ecmp`` lab (``net.ipv4.fib_multipath_hash_seed``, which
+#: IPv6 shares): fixed, so that which leg a flow takes is the same in every run
+ECMP_SEED = 7890
+
 
 class NetLab:
     def __init__(self, topology: LabTopology, prefix: str) -> None:
@@ -132,9 +136,22 @@ class NetLab:
     def _routes(self, node: str) -> None:
         ns = self.host_ns(node)
         segs = {s.name: s.subnet for s in self.topology.segments}
-        for seg_name, via in self.topology.next_hops(node).items():
-            if via is not None:
-                netns.ip("route", "add", segs[seg_name], "via", via, netns=ns)
+        multipath = False
+        for seg_name, gws in self.topology.gateways(node).items():
+            if not gws:
+                continue
+            if len(gws) > 1 and self.topology.ecmp:
+                hops = [w for gw in gws for w in ("nexthop", "via", gw)]
+                netns.ip("route", "add", segs[seg_name], *hops, netns=ns)
+                multipath = True
+            else:
+                netns.ip("route", "add", segs[seg_name], "via", gws[0], netns=ns)
+        if multipath:
+            # hash on the 5-tuple (L4), as fabrics do, with a fixed seed: the same flow takes
+            # the same leg in every run, and different source ports spread over the legs
+            v = "ipv6" if self.topology.family == 6 else "ipv4"
+            netns.write_sysctl(f"net.{v}.fib_multipath_hash_policy", "1", netns=ns)
+            netns.write_sysctl("net.ipv4.fib_multipath_hash_seed", str(ECMP_SEED), netns=ns)
 
     # -- faults -------------------------------------------------------------------------------
     def _faults(self) -> None:

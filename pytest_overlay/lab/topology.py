@@ -106,6 +106,9 @@ class LabTopology(_Model):
     hosts: List[LabHost]
     routers: List[Router] = Field(default_factory=list)
     faults: List[Fault] = Field(default_factory=list)
+    #: equal-cost paths become multipath routes hashed on the 5-tuple (as in a leaf-spine
+    #: fabric), instead of the first router listed taking them all
+    ecmp: bool = False
 
     @model_validator(mode="after")
     def _refs(self) -> LabTopology:
@@ -174,13 +177,19 @@ class LabTopology(_Model):
 
         Shortest path in router hops; ties go to the router listed first (deterministic).
         """
+        return {seg: (gws[0] if gws else None) for seg, gws in self.gateways(node).items()}
+
+    def gateways(self, node: str) -> Dict[str, List[str]]:
+        """For every segment ``node`` is not on: the gateways of the shortest paths there, in
+        the order the routers are listed (empty: unreachable). Without ``ecmp`` only the first
+        is used; with it, all of them, as one multipath route."""
         mine = self.segments_of(node)
         dist = self._distances()
-        out: Dict[str, Optional[str]] = {}
+        out: Dict[str, List[str]] = {}
         for seg in self.segments:
             if seg.name in mine:
                 continue
-            best: Optional[Tuple[int, str]] = None
+            found: List[Tuple[int, str]] = []
             for r in self.routers:
                 if r.name == node:
                     continue
@@ -188,9 +197,10 @@ class LabTopology(_Model):
                 if not shared:
                     continue
                 d = min(dist.get((s2, seg.name), 1 << 30) for s2 in r.interfaces)
-                if d < (1 << 30) and (best is None or d < best[0]):
-                    best = (d, r.interfaces[shared[0]])
-            out[seg.name] = best[1] if best else None
+                if d < (1 << 30):
+                    found.append((d, r.interfaces[shared[0]]))
+            least = min((d for d, _gw in found), default=None)
+            out[seg.name] = [gw for d, gw in found if d == least]
         return out
 
     def _distances(self) -> Dict[Tuple[str, str], int]:

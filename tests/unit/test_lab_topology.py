@@ -26,6 +26,17 @@ def test_war_story_routes() -> None:
     assert LabTopology.load(FIXTURES / "war-story-ipv6.yaml").family == 6
 
 
+def test_ecmp_routes_keep_every_equal_cost_gateway() -> None:
+    topo = LabTopology.load(FIXTURES / "ecmp.yaml")
+    assert topo.ecmp
+    assert topo.gateways("h1")["lan2"] == ["198.18.1.253", "198.18.1.254"]
+    assert topo.gateways("h3")["lan1"] == ["198.18.3.253", "198.18.3.254"]
+    assert topo.gateways("ra1") == {"coreb": ["198.18.1.254"], "lan2": ["198.18.2.2"]}
+    # without ecmp the first router listed takes the tie, as before
+    assert topo.next_hops("h1")["lan2"] == "198.18.1.253"
+    assert not LabTopology.load(FIXTURES / "war-story.yaml").ecmp
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "t.yaml"
     p.write_text(text)

@@ -168,9 +168,11 @@ def _sockaddr(raw: bytes, v6: bool) -> Optional[str]:
 
 
 def probe_path(src: str, dst: str, port: int, timeout: float = 0.2, copies: int = 3,
-               budget: float = 5.0) -> Dict[str, object]:
+               budget: float = 5.0, sport: int = 0) -> Dict[str, object]:
     """Search the path MTU from ``src`` to the responder at ``dst:port``; the search's result
-    plus ``ms``. Runs in the caller's thread (the agent's probe pool)."""
+    plus ``ms`` and the source port it used. ``sport`` fixes the source port (one flow of
+    several, for multipath underlays); if it is taken, an ephemeral one serves. Runs in the
+    caller's thread (the agent's probe pool)."""
     v6 = _family(dst) == socket.AF_INET6
     sock = socket.socket(_family(dst), socket.SOCK_DGRAM)
     started = time.monotonic()
@@ -181,7 +183,12 @@ def probe_path(src: str, dst: str, port: int, timeout: float = 0.2, copies: int 
         else:
             sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
             sock.setsockopt(SOL_IP, IP_RECVERR, 1)
-        sock.bind((src, 0))
+        try:
+            sock.bind((src, sport))
+        except OSError:
+            if not sport:
+                raise
+            sock.bind((src, 0))
         sock.connect((dst, port))
         search = PmtuSearch(local_mtu=_local_mtu(sock, v6), family=6 if v6 else 4,
                             copies=copies, timeout=timeout)
@@ -195,6 +202,7 @@ def probe_path(src: str, dst: str, port: int, timeout: float = 0.2, copies: int 
         res = search.result()
         res["ms"] = round((time.monotonic() - started) * 1000.0, 3)
         res["src"], res["dst"] = src, dst
+        res["sport"] = sock.getsockname()[1]
         return res
     finally:
         sock.close()

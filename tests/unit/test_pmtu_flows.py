@@ -1,0 +1,54 @@
+"""Several flows per pair in the path-MTU check: how their results become the pair's."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from pytest_overlay.checks import mtu, pmtu
+from pytest_overlay.models import NetworkSpec
+
+
+def _flow(sport: int, verdict: str = "ok", size: int = 1500, **kw: Any) -> Dict[str, Any]:
+    return {"verdict": verdict, "pmtu": size, "sport": sport, **kw}
+
+
+def test_flows_that_agree_give_the_first_flow_s_result() -> None:
+    r = {**_flow(48000), "flows": [_flow(48000), _flow(48001), _flow(48002)]}
+    got = pmtu.merge_flows(r)
+    assert got["verdict"] == "ok" and got["pmtu"] == 1500 and got["flows"] == 3
+    assert "ecmp" not in got
+    assert pmtu.judge("h1", "198.18.0.2", got) == ("pass", "path MTU 1500: full-size packets pass")
+
+
+def test_flows_that_disagree_report_the_worst_leg_and_group_the_flows() -> None:
+    hole = {"hop": {"ttl": 1, "address": "198.18.1.254"}}
+    flows = [_flow(48000), _flow(48001, "blackhole", 1400, **hole), _flow(48002),
+             _flow(48003, "blackhole", 1400, **hole)]
+    got = pmtu.merge_flows({**flows[0], "flows": flows})
+    assert (got["verdict"], got["pmtu"], got["flows"]) == ("blackhole", 1400, 4)
+    assert got["hop"]["address"] == "198.18.1.254"
+    assert got["ecmp"] == [{"verdict": "ok", "pmtu": 1500, "sports": [48000, 48002]},
+                           {"verdict": "blackhole", "pmtu": 1400, "sports": [48001, 48003]}]
+    outcome, message = pmtu.judge("h1", "198.18.3.3", got)
+    assert outcome == "fail"
+    assert message.startswith("flows disagree (2 of 4 see ok 1500; 2 of 4 see blackhole 1400;")
+    assert "connections hashed onto the worst one meet this" in message
+    assert "blackhole: packets up to 1400 bytes pass" in message
+
+
+def test_a_smaller_leg_that_reports_itself_is_worse_than_a_full_one() -> None:
+    flows = [_flow(1), _flow(2, "ok", 1400, ptb_mtu=1400, ptb_from="198.18.3.254")]
+    got = pmtu.merge_flows({**flows[0], "flows": flows})
+    assert (got["verdict"], got["pmtu"]) == ("ok", 1400)
+    assert pmtu.judge("h3", "198.18.1.1", got)[0] == "pass"
+
+
+def test_the_mtu_verdict_names_the_multipath_pairs() -> None:
+    paths = {("h1", "h3"): {"verdict": "blackhole", "pmtu": 1400,
+                            "ecmp": [{"verdict": "ok", "pmtu": 1500, "sports": [1]},
+                                     {"verdict": "blackhole", "pmtu": 1400, "sports": [2]}]},
+             ("h3", "h1"): {"verdict": "ok", "pmtu": 1500}}
+    r = mtu.verdict(NetworkSpec(), ["h1", "h3"], paths, {}, {"h1": 50, "h3": 50})
+    assert r.outcome == "fail" and r.details["multipath_pairs"] == ["h1->h3"]
+    assert "h1->h3 cross a multipath underlay whose legs differ" in r.message
+    assert "some connections between the same hosts hang while others work" in r.message
