@@ -20,7 +20,10 @@ Ansible variable                   inventory field
 
 Networks come from ``overlay_networks`` (a list like the inventory's ``networks:``) in the
 group ``all`` (or any host's) variables, else the default network of the command line.
-``overlay_controller_netns`` names the namespace the controller connects from (lab only).
+``overlay_vxlan_port``, ``overlay_probe_port`` and ``overlay_pmtu_flows`` set the inventory's
+``overlay:`` section the same way (the audit's own VTEP port, say 4790 on nodes where a cluster
+already holds 4789). ``overlay_controller_netns`` names the namespace the controller connects
+from (lab only).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ VARS = {
     "overlay_underlay": "underlay", "overlay_python": "python",
     "overlay_known_hosts": "known_hosts", "overlay_jump": "jump",
 }
+#: the inventory's ``overlay:`` settings, as ``overlay_<key>`` variables (all or any host)
+OVERLAY_VARS = ("vxlan_port", "probe_port", "pmtu_flows")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 Listing = Tuple[Dict[str, Dict[str, Any]], Dict[str, Set[str]]]
@@ -250,6 +255,7 @@ def load_ansible_inventory(path: Path, text: str, group: Optional[str],
     hosts: List[Dict[str, Any]] = []
     networks: Any = None
     netns: Any = None
+    overlay: Dict[str, Any] = {}
     for name in names:
         hv = hostvars.get(name, {})
         entry: Dict[str, Any] = {"name": name, "address": name,
@@ -261,9 +267,14 @@ def load_ansible_inventory(path: Path, text: str, group: Optional[str],
         hosts.append(entry)
         networks = networks if networks is not None else hv.get("overlay_networks")
         netns = netns if netns is not None else hv.get("overlay_controller_netns")
+        for key in OVERLAY_VARS:
+            if key not in overlay and hv.get(f"overlay_{key}") is not None:
+                overlay[key] = hv[f"overlay_{key}"]
     if networks is None:
         networks = [default_network.model_dump()]
     data: Dict[str, Any] = {"hosts": hosts, "networks": networks}
+    if overlay:
+        data["overlay"] = overlay
     if netns:
         data["controller"] = {"netns": str(netns)}
     try:
@@ -272,7 +283,9 @@ def load_ansible_inventory(path: Path, text: str, group: Optional[str],
         err = e.errors()[0]
         loc = list(err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
-        where = "overlay_networks" if loc and loc[0] == "networks" else "host variables"
+        where = ("overlay_networks" if loc and loc[0] == "networks"
+                 else f"overlay_{loc[1]}" if loc[:1] == ["overlay"] and len(loc) > 1
+                 else "host variables")
         if loc[:1] == ["hosts"] and len(loc) > 2 and isinstance(loc[1], int):
             host = hosts[loc[1]]["name"]
             field = str(loc[2])

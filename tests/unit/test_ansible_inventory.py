@@ -112,3 +112,14 @@ def test_detection() -> None:
     ours = Path(__file__).resolve().parents[2] / "examples" / "inventory.yaml"
     assert not ai.looks_like_ansible(ours, ours.read_text())
     assert not ai.looks_like_ansible(Path("broken.yaml"), "hosts: [\n-")
+
+
+def test_overlay_settings_come_from_variables_too(tmp_path: Path, reader: str) -> None:
+    """A live cluster holds 4789: the audit's VTEP port is set the Ansible way as well."""
+    live = INI + "overlay_vxlan_port=4790\noverlay_pmtu_flows=8\n"
+    plan = _load(tmp_path, "hosts.ini", live, group="fleet").to_plan()
+    assert (plan.vxlan_port, plan.pmtu_flows, plan.probe_port) == (4790, 8, 7)
+    assert _load(tmp_path, "hosts.ini", INI, group="fleet").to_plan().pmtu_flows == 4
+    bad = INI + "overlay_pmtu_flows=99\n"
+    with pytest.raises(ConfigError, match=r"overlay_pmtu_flows: .*less than or equal to 32"):
+        _load(tmp_path, "hosts.ini", bad, group="fleet")
