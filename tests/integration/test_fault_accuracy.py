@@ -49,6 +49,8 @@ def _reach(pairs: Set[Tuple[str, str]]) -> Set[str]:
 
 
 WAR = {p: ("ok", 1400) for p in CROSSING} | {("h1", "h3"): ("blackhole", 1400)}
+ECMP = {p: ("ok", 1400) for p in CROSSING} | {("h1", "h3"): ("blackhole", 1400),
+                                              ("h2", "h3"): ("blackhole", 1400)}
 # With the MTU too high, large payloads stall only behind the blackhole: on the other crossing
 # pairs the PTB comes back and the VTEP relays it into the endpoint (docs/checks.md).
 EXPECT: Dict[str, Expect] = {
@@ -73,11 +75,13 @@ EXPECT: Dict[str, Expect] = {
     # flows see both legs and report the worst; the VTEP's own flow of a pair takes one leg,
     # so whether that pair's 64 KiB transfer stalls depends on the hash (fixed per lab).
     "ecmp.yaml": Expect(
-        HOSTS3, {("h1", "h3"): ("blackhole", 1400), ("h2", "h3"): ("blackhole", 1400),
-                 ("h3", "h1"): ("ok", 1400), ("h3", "h2"): ("ok", 1400)},
-        {"pmtu:h1->h3", "pmtu:h2->h3", "mtu:overlay0[vni=4096]"}, 1350,
+        HOSTS3, ECMP, {"pmtu:h1->h3", "pmtu:h2->h3", "mtu:overlay0[vni=4096]"}, 1350,
         hops={("h1", "h3"): "198.18.1.254", ("h2", "h3"): "198.18.1.254"},
         maybe=_reach({("h1", "h3"), ("h2", "h3")})),
+    "ecmp-ipv6.yaml": Expect(
+        HOSTS3, ECMP, {"pmtu:h1->h3", "pmtu:h2->h3", "mtu:overlay0[vni=4096]"}, 1330,
+        hops={("h1", "h3"): "2001:2:0:1::fe", ("h2", "h3"): "2001:2:0:1::fe"}, overhead=70,
+        args=("--overlay-mtu=1430",), maybe=_reach({("h1", "h3"), ("h2", "h3")})),
     # The fix applied: with the recommended MTU every pair carries large payloads; the
     # blackhole is still reported (it bites the next thing that sends full-size packets).
     "war-story.yaml, fixed": Expect(
@@ -149,7 +153,7 @@ def test_audit_verdicts_equal_injected_faults(name: str, tmp_path: Path) -> None
     # The tables as a CI log shows them (no terminal: 80 columns): nothing is cut off.
     narrow = render(Report.model_validate(data), width=80)
     assert "\u2026" not in narrow, [line for line in narrow.splitlines() if "\u2026" in line]
-    if name == "ecmp.yaml":
+    if name.startswith("ecmp"):
         # Every crossing pair's flows saw both legs, and the verdicts say so.
         for a, b in CROSSING:
             groups = pm[(a, b)]["details"]["ecmp"]
