@@ -16,7 +16,6 @@ not judged. A host with no kernel VXLAN device is a skip: no overlay runs there 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_overlay.checks import overhead as overhead_check
@@ -90,7 +89,7 @@ def judge(host: str, scan: Any, paths: Paths, peers_of_vni: Dict[Any, List[str]]
             notes.append(f"{_where(dev)} is in metadata mode: its tool sets the MTU per route, "
                          "not judged here")
             continue
-        over = 70 if ":" in str(dev.get("local") or "") else overhead
+        over = overhead_check.expected_overhead(dev["local"]) if dev.get("local") else overhead
         peers = [b for b in peers_of_vni.get(dev.get("vni"), []) if b != host] or others
         measured = [(b, int(paths[(host, b)]["pmtu"]), paths[(host, b)].get("verdict"))
                     for b in peers if (paths.get((host, b)) or {}).get("pmtu")]
@@ -155,7 +154,7 @@ async def run(session: Any) -> List[CheckResult]:
             out.append(CheckResult(check=NAME, src=h.name, outcome=why[0],  # type: ignore[arg-type]
                                    message=why[1]))
             continue
-        over = overhead_check.expected_overhead(str(ipaddress.ip_address(h.underlay)))
         out.append(judge(h.name, scans[h.name], paths, peers_of_vni,
-                         [b for b in everyone if b != h.name], over))
+                         [b for b in everyone if b != h.name],
+                         overhead_check.expected_overhead(h.underlay)))
     return out

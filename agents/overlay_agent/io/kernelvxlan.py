@@ -53,8 +53,7 @@ def kernel_vxlan_on(port: int) -> List[str]:
         links = _links()
     except (OSError, ValueError, subprocess.SubprocessError):
         return []
-    return [str(d.get("ifname")) for d in links
-            if ((d.get("linkinfo") or {}).get("info_data") or {}).get("port") == port]
+    return [str(d.get("ifname")) for d in links if describe(d, "host")["port"] == port]
 
 
 def scan(docker_dirs: Iterable[str] = DOCKER_NETNS_DIRS) -> Dict[str, Any]:
