@@ -121,7 +121,8 @@ def merge_flows(r: Dict[str, Any]) -> Dict[str, Any]:
     """One pair's result from its flows (``r["flows"]``, each a search from its own source
     port; pure). Flows that agree give the first one's result. Flows that disagree mean a
     multipath underlay whose legs differ: the worst flow speaks for the pair (a connection
-    hashed onto its leg meets exactly that), and ``ecmp`` groups the flows by what they saw."""
+    hashed onto its leg meets exactly that; of equally bad ones, one that found the hop), and
+    ``ecmp`` groups the flows by what they saw."""
     flows = r.get("flows")
     if not flows:
         return r
@@ -131,8 +132,11 @@ def merge_flows(r: Dict[str, Any]) -> Dict[str, Any]:
     base = {k: v for k, v in r.items() if k != "flows"}
     if len(seen) == 1:
         return {**base, "flows": len(flows)}
+    # Among equally bad flows, one that located the hop: routers rate-limit their ICMP
+    # errors, so of several flows tracing at once some may not hear "time exceeded".
     worst = max(flows, key=lambda f: (_SEVERITY.get(str(f.get("verdict")), 1),
-                                      -int(f.get("pmtu") or 0)))
+                                      -int(f.get("pmtu") or 0),
+                                      bool((f.get("hop") or {}).get("address"))))
     groups = [{"verdict": v, "pmtu": m, "sports": sorted(p for p in ports if p)}
               for (v, m), ports in sorted(seen.items(), key=lambda kv: -len(kv[1]))]
     return {**worst, "flows": len(flows), "ecmp": groups}

@@ -52,3 +52,11 @@ def test_the_mtu_verdict_names_the_multipath_pairs() -> None:
     assert r.outcome == "fail" and r.details["multipath_pairs"] == ["h1->h3"]
     assert "h1->h3 cross a multipath underlay whose legs differ" in r.message
     assert "some connections between the same hosts hang while others work" in r.message
+
+
+def test_of_equally_bad_flows_the_one_that_found_the_hop_speaks() -> None:
+    hole = {"hop": {"ttl": 1, "address": "2001:2:0:1::fe"}}
+    flows = [_flow(1), _flow(2, "blackhole", 1400, hop={}), _flow(3, "blackhole", 1400, **hole),
+             _flow(4, "blackhole", 1400, hop=None)]
+    got = pmtu.merge_flows({**flows[0], "flows": flows})
+    assert got["sport"] == 3 and got["hop"]["address"] == "2001:2:0:1::fe"
