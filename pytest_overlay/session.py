@@ -88,6 +88,8 @@ class OverlaySession:
         self.timings: Dict[str, float] = {}
         #: each host kernel's neighbour tables when the overlay was up (see neighbour_tables)
         self.neighbours_start: Dict[str, Any] = {}
+        #: each host's connection-tracking table when the overlay was up (see conntrack_tables)
+        self.conntrack_start: Dict[str, Any] = {}
 
     def client(self, host: str) -> Any:
         st = self.hosts[host]
@@ -119,7 +121,8 @@ class OverlaySession:
         else:
             await self.push_mappings()
         self.timings["overlay_s"] = time.monotonic() - t1
-        self.neighbours_start = await self.neighbour_tables()
+        self.neighbours_start, self.conntrack_start = await asyncio.gather(
+            self.neighbour_tables(), self.conntrack_tables())
 
     async def _start_host(self, st: HostState) -> None:
         try:
@@ -199,6 +202,20 @@ class OverlaySession:
                 return machine
             try:
                 return await self.client(st.plan.name).call("neighbours", rpc_timeout=5)
+            except OverlayError as e:
+                return e
+
+        live = [st for st in self.hosts.values() if st.ok]
+        got = await asyncio.gather(*(one(st) for st in live))
+        return {st.plan.name: g for st, g in zip(live, got)}
+
+    async def conntrack_tables(self) -> Dict[str, Any]:
+        """Host -> its connection-tracking table now (``overlay_agent.io.conntrack.read``, read
+        by the agent in its own network namespace: the table is per namespace), or the
+        OverlayError that kept the agent from answering."""
+        async def one(st: HostState) -> Any:
+            try:
+                return await self.client(st.plan.name).call("conntrack", rpc_timeout=5)
             except OverlayError as e:
                 return e
 

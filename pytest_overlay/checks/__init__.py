@@ -25,10 +25,11 @@ CHECKS: Dict[str, str] = {
     "isolation": "pytest_overlay.checks.isolation",
     "neighbours": "pytest_overlay.checks.neighbours",
     "kernel-overlays": "pytest_overlay.checks.kernel_overlays",
+    "conntrack": "pytest_overlay.checks.conntrack",
 }
 
 AUDIT: List[str] = ["ports", "pmtu", "overhead", "control-plane", "reachability", "isolation", "mtu",
-                    "kernel-overlays", "neighbours"]
+                    "kernel-overlays", "neighbours", "conntrack"]
 #: audit checks that run before the user's own tests (the underlay, before any overlay traffic)
 BEFORE_TESTS: List[str] = ["ports"]
 

@@ -77,6 +77,7 @@ def _failures(results: List[CheckResult]) -> Table:
 
 def _sections() -> List[Callable[[Report], List[Any]]]:
     from pytest_overlay.report import (
+        conntrack,
         control_plane,
         isolation,
         kernel_overlays,
@@ -90,7 +91,7 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
 
     return [ports.section, pmtu.section, overhead.section, control_plane.section,
             reachability.section, isolation.section, mtu.section, kernel_overlays.section,
-            neighbours.section]
+            neighbours.section, conntrack.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:
