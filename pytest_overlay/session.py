@@ -88,8 +88,10 @@ class OverlaySession:
         self.timings: Dict[str, float] = {}
         #: each host kernel's neighbour tables when the overlay was up (see neighbour_tables)
         self.neighbours_start: Dict[str, Any] = {}
-        #: each host's connection-tracking table when the overlay was up (see conntrack_tables)
+        #: each host's connection-tracking table when the overlay was up (see agent_reads)
         self.conntrack_start: Dict[str, Any] = {}
+        #: each host's drop counters when the overlay was up (see agent_reads)
+        self.drops_start: Dict[str, Any] = {}
 
     def client(self, host: str) -> Any:
         st = self.hosts[host]
@@ -121,8 +123,8 @@ class OverlaySession:
         else:
             await self.push_mappings()
         self.timings["overlay_s"] = time.monotonic() - t1
-        self.neighbours_start, self.conntrack_start = await asyncio.gather(
-            self.neighbour_tables(), self.conntrack_tables())
+        self.neighbours_start, self.conntrack_start, self.drops_start = await asyncio.gather(
+            self.neighbour_tables(), self.agent_reads("conntrack"), self.agent_reads("drops"))
 
     async def _start_host(self, st: HostState) -> None:
         try:
@@ -209,13 +211,13 @@ class OverlaySession:
         got = await asyncio.gather(*(one(st) for st in live))
         return {st.plan.name: g for st, g in zip(live, got)}
 
-    async def conntrack_tables(self) -> Dict[str, Any]:
-        """Host -> its connection-tracking table now (``overlay_agent.io.conntrack.read``, read
-        by the agent in its own network namespace: the table is per namespace), or the
-        OverlayError that kept the agent from answering."""
+    async def agent_reads(self, method: str) -> Dict[str, Any]:
+        """Host -> what its agent's read-only ``method`` answers now, read in the agent's own
+        network namespace (``conntrack``: its connection-tracking table; ``drops``: its drop
+        counters), or the OverlayError that kept the agent from answering."""
         async def one(st: HostState) -> Any:
             try:
-                return await self.client(st.plan.name).call("conntrack", rpc_timeout=5)
+                return await self.client(st.plan.name).call(method, rpc_timeout=5)
             except OverlayError as e:
                 return e
 

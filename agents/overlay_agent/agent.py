@@ -16,7 +16,7 @@ from overlay_agent.controlplane import ControlPlaneMixin
 from overlay_agent.core.probelog import PROBE_VNI
 from overlay_agent.core.vtep import VtepCore
 from overlay_agent.evidence import EvidenceOps
-from overlay_agent.io import conntrack, gso, kernelvxlan, neighbours, netns, probes
+from overlay_agent.io import conntrack, drops, gso, kernelvxlan, neighbours, netns, probes
 from overlay_agent.io.dataplane import Dataplane
 from overlay_agent.io.tap import open_tap
 from overlay_agent.isolation import IsolationOps
@@ -108,6 +108,12 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
     def conntrack(self) -> Dict[str, Any]:
         """This namespace's connection-tracking table: fill, cap, losses (io/conntrack.py)."""
         return conntrack.read()
+
+    @rpc()
+    def drops(self) -> Dict[str, Any]:
+        """This namespace's drop counters (bad checksums, rp_filter, socket overflows) and its
+        rp_filter settings (io/drops.py)."""
+        return drops.read()
 
     @rpc(slow=True)
     def kernel_overlays(self) -> Dict[str, Any]:

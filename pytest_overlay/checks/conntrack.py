@@ -126,7 +126,7 @@ def judge(host: str, start: Any, end: Any) -> CheckResult:
 
 
 async def run(session: Any) -> List[CheckResult]:
-    end = await session.conntrack_tables()
+    end = await session.agent_reads("conntrack")
     out: List[CheckResult] = []
     for h in session.plan.hosts:
         why = session.unavailable(h.name)

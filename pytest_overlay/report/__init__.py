@@ -79,6 +79,7 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
     from pytest_overlay.report import (
         conntrack,
         control_plane,
+        drops,
         isolation,
         kernel_overlays,
         mtu,
@@ -91,7 +92,7 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
 
     return [ports.section, pmtu.section, overhead.section, control_plane.section,
             reachability.section, isolation.section, mtu.section, kernel_overlays.section,
-            neighbours.section, conntrack.section]
+            neighbours.section, conntrack.section, drops.section]
 
 
 def render(report: Report, width: int = 100, color: bool = False) -> str:

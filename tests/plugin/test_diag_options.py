@@ -33,5 +33,5 @@ def test_audit_collects_ports_first_and_isolation_after_reachability(pytester: p
     assert "overlay-audit::isolation::h1->h2[vni=4097]" in lines
     assert "overlay-audit::isolation::counters[vni=4096]" in lines
     # the hosts' kernel tables last, after every other check had its chance to overflow them
-    assert checks[-6:] == ["neighbours"] * 3 + ["conntrack"] * 3
+    assert checks[-9:] == ["neighbours"] * 3 + ["conntrack"] * 3 + ["drops"] * 3
     assert checks.count("neighbours") == 3 and checks.count("conntrack") == 3
