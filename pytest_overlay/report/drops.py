@@ -25,19 +25,19 @@ def section(report: Report) -> List[Any]:
         return []
     t = Table(title="Kernel drops", title_justify="left",
               caption="packets each host's kernel dropped for a bad checksum (corrupted on the "
-                      "way or by a NIC's offload) and by reverse-path filtering, during the "
-                      "audit and since the namespace began; UDP datagrams lost to full socket "
+                      "way or by a NIC's offload) and by reverse-path filtering: during the "
+                      "audit / since the namespace began; UDP datagrams lost to full socket "
                       "buffers during the audit; interfaces where rp_filter is strict",
               caption_justify="left")
-    for col in ("host", "checksum", "before", "rp_filter", "before ", "socket full",
-                "strict rp_filter", "outcome"):
+    for col in ("host", "bad checksums", "rp_filter drops", "socket full", "strict rp_filter",
+                "outcome"):
         t.add_column(col, no_wrap=col in ("host", "outcome"), overflow="fold",
                      justify="left" if col in ("host", "strict rp_filter", "outcome") else "right")
     for r in sorted(rows, key=lambda r: r.src or ""):
         d = r.details
         during, now = d.get("during_audit"), d.get("counters")
         strict = [k for k, v in (d.get("rp_filter") or {}).items() if v == "strict"]
-        t.add_row(r.src or "?", _n(during, "checksum"), _n(now, "checksum"),
-                  _n(during, "rp_filter"), _n(now, "rp_filter"), _n(during, "rcvbuf"),
+        t.add_row(r.src or "?", f"{_n(during, 'checksum')} / {_n(now, 'checksum')}",
+                  f"{_n(during, 'rp_filter')} / {_n(now, 'rp_filter')}", _n(during, "rcvbuf"),
                   ", ".join(strict) or "-", Text(r.outcome, style=STYLE[r.outcome]))
     return [t]

@@ -125,4 +125,4 @@ def test_it_runs_last_and_renders_a_row_per_host() -> None:
     text = render(report, width=120)
     table = text[text.index("Kernel drops"):]
     row = next(ln for ln in table.splitlines() if " h2 " in ln)
-    assert " 5 " in row and "eth0" in row and "fail" in row
+    assert " 5 / 5 " in row and "eth0" in row and "fail" in row
