@@ -92,6 +92,8 @@ class OverlaySession:
         self.conntrack_start: Dict[str, Any] = {}
         #: each host's drop counters when the overlay was up (see agent_reads)
         self.drops_start: Dict[str, Any] = {}
+        #: each agent's clock against the controller's, sampled as it started (checks/clock.py)
+        self.clocks: Dict[str, Any] = {}
 
     def client(self, host: str) -> Any:
         st = self.hosts[host]
@@ -114,12 +116,16 @@ class OverlaySession:
         t0 = time.monotonic()
         await asyncio.gather(*(self._start_host(st) for st in self.hosts.values()))
         self.timings["agents_s"] = time.monotonic() - t0
+        # Before the control plane: a host whose clock is far off cannot join Raft, and its
+        # failure should say why.
+        self.clocks = await self.clock_samples()
         t1 = time.monotonic()
         await asyncio.gather(*(self._setup_host(st) for st in self.hosts.values() if st.ok))
         if self.control_plane == "raft":
             from pytest_overlay.controlplane import bootstrap
 
             await bootstrap(self, port=self.raft_port)
+            self._explain_raft_failures()
         else:
             await self.push_mappings()
         self.timings["overlay_s"] = time.monotonic() - t1
@@ -210,6 +216,34 @@ class OverlaySession:
         live = [st for st in self.hosts.values() if st.ok]
         got = await asyncio.gather(*(one(st) for st in live))
         return {st.plan.name: g for st, g in zip(live, got)}
+
+    async def clock_samples(self) -> Dict[str, Any]:
+        """Host -> its agent's clock against the controller's (``checks.clock.sample``), or the
+        OverlayError that kept it from answering."""
+        from pytest_overlay.checks import clock
+
+        async def one(st: HostState) -> Any:
+            try:
+                return await clock.sample(self.client(st.plan.name))
+            except OverlayError as e:
+                return e
+
+        live = [st for st in self.hosts.values() if st.ok]
+        got = await asyncio.gather(*(one(st) for st in live))
+        return {st.plan.name: g for st, g in zip(live, got)}
+
+    def _explain_raft_failures(self) -> None:
+        """A host that could not join Raft while its clock is further from the others' than the
+        Raft transport accepts: say so in its error (else it reads like a network fault)."""
+        from pytest_overlay.checks import clock
+
+        offsets = {h: s["offset"] for h, s in self.clocks.items() if isinstance(s, dict)}
+        ref = clock.reference(list(offsets.values()))
+        for name, st in self.hosts.items():
+            if st.status == "error" and st.error and "Raft" in st.error and name in offsets:
+                hint = clock.raft_hint(offsets[name] - ref)
+                if hint:
+                    st.error += hint
 
     async def agent_reads(self, method: str) -> Dict[str, Any]:
         """Host -> what its agent's read-only ``method`` answers now, read in the agent's own

@@ -16,7 +16,7 @@ from overlay_agent.controlplane import ControlPlaneMixin
 from overlay_agent.core.probelog import PROBE_VNI
 from overlay_agent.core.vtep import VtepCore
 from overlay_agent.evidence import EvidenceOps
-from overlay_agent.io import conntrack, drops, gso, kernelvxlan, neighbours, netns, probes
+from overlay_agent.io import clock, conntrack, drops, gso, kernelvxlan, neighbours, netns, probes
 from overlay_agent.io.dataplane import Dataplane
 from overlay_agent.io.tap import open_tap
 from overlay_agent.isolation import IsolationOps
@@ -103,6 +103,11 @@ class Agent(ControlPlaneMixin, PmtuMethods, PortAudit, UdpAudit, IsolationOps, E
     def neighbours(self) -> Dict[str, Any]:
         """The host kernel's neighbour tables: entries, caps, overflows (io/neighbours.py)."""
         return neighbours.read()
+
+    @rpc()
+    def clock(self) -> Dict[str, Any]:
+        """This host's wall clock now, and whether the kernel has it synchronised."""
+        return {"time": clock.now(), "sync": clock.sync_state()}
 
     @rpc()
     def conntrack(self) -> Dict[str, Any]:

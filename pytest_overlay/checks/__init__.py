@@ -27,10 +27,11 @@ CHECKS: Dict[str, str] = {
     "kernel-overlays": "pytest_overlay.checks.kernel_overlays",
     "conntrack": "pytest_overlay.checks.conntrack",
     "drops": "pytest_overlay.checks.drops",
+    "clock": "pytest_overlay.checks.clock",
 }
 
-AUDIT: List[str] = ["ports", "pmtu", "overhead", "control-plane", "reachability", "isolation", "mtu",
-                    "kernel-overlays", "neighbours", "conntrack", "drops"]
+AUDIT: List[str] = ["ports", "pmtu", "overhead", "clock", "control-plane", "reachability",
+                    "isolation", "mtu", "kernel-overlays", "neighbours", "conntrack", "drops"]
 #: audit checks that run before the user's own tests (the underlay, before any overlay traffic)
 BEFORE_TESTS: List[str] = ["ports"]
 

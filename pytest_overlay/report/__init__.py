@@ -77,6 +77,7 @@ def _failures(results: List[CheckResult]) -> Table:
 
 def _sections() -> List[Callable[[Report], List[Any]]]:
     from pytest_overlay.report import (
+        clock,
         conntrack,
         control_plane,
         drops,
@@ -90,7 +91,7 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
         reachability,
     )
 
-    return [ports.section, pmtu.section, overhead.section, control_plane.section,
+    return [ports.section, pmtu.section, overhead.section, clock.section, control_plane.section,
             reachability.section, isolation.section, mtu.section, kernel_overlays.section,
             neighbours.section, conntrack.section, drops.section]
 
