@@ -46,8 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="TCP port of the agents' Raft on their underlay address (7946)")
     g.addoption("--overlay-ports", metavar="SPEC",
                 help="extra underlay ports the ports check probes per host pair: a comma list "
-                     "like 2377/tcp,7946/tcp,7946/udp, or the preset swarm (= those three; "
-                     "the VXLAN port is always probed)")
+                     "like 2377/tcp,7946/tcp,7946/udp, and presets: swarm (= those three), "
+                     "kubernetes, flannel, calico, cilium (the VXLAN port is always probed)")
     g.addoption("--overlay-evidence", metavar="DIR",
                 help="save, per failing pair, what explains it (routes and cached path MTU, "
                      "interface MTUs, counters, firewall rules, an underlay capture) into DIR")

@@ -1,7 +1,7 @@
 """``--overlay-ports=SPEC``: extra underlay ports the ``ports`` check probes per host pair.
 
 SPEC is a comma list of ``PORT/PROTO`` items (``2377/tcp,7946/tcp,7946/udp``) and/or presets
-(``swarm``). The VXLAN port (4789/udp by default) is always probed by the check and may be
+(``swarm``, ``kubernetes``, ``flannel``, ``calico``, ``cilium``: :data:`PRESETS`). The VXLAN port (4789/udp by default) is always probed by the check and may be
 listed too; duplicates are dropped, the order kept.
 """
 
@@ -11,10 +11,19 @@ from typing import Dict, List, Tuple
 
 from pytest_overlay.errors import ConfigError
 
-#: Docker Swarm: managers' cluster management (2377/tcp), gossip among all nodes (7946/tcp+udp);
-#: its VXLAN data path (4789/udp) is the check's own VXLAN probe
+#: What each platform needs open between its nodes. A platform's VXLAN port that is this run's
+#: own (4789/udp by default) is the check's VXLAN probe already and is not repeated here.
 PRESETS: Dict[str, Tuple[Tuple[int, str], ...]] = {
+    # Docker Swarm: managers' cluster management, gossip among all nodes (TCP and UDP)
     "swarm": ((2377, "tcp"), (7946, "tcp"), (7946, "udp")),
+    # Kubernetes itself: the API server, etcd's clients and peers, the kubelet
+    "kubernetes": ((6443, "tcp"), (2379, "tcp"), (2380, "tcp"), (10250, "tcp")),
+    # flannel's VXLAN backend (the Linux kernel's default VXLAN port, not IANA's 4789)
+    "flannel": ((8472, "udp"),),
+    # Calico: BGP between nodes, Typha; its VXLAN mode uses 4789/udp
+    "calico": ((179, "tcp"), (5473, "tcp")),
+    # Cilium: its VXLAN tunnel, node health checks, Hubble's server
+    "cilium": ((8472, "udp"), (4240, "tcp"), (4244, "tcp")),
 }
 PROTOS = ("tcp", "udp")
 _FIX = "write PORT/PROTO items (1..65535, tcp or udp) or a preset, e.g. --overlay-ports=swarm " \

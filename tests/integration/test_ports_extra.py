@@ -109,3 +109,32 @@ table bridge {p}_fault {{
         assert res["h2->h1"].details["probes"]["5353/udp"]["listener"] == "ours"
     finally:
         holder.close()
+
+
+def test_kubernetes_and_flannel_presets_find_a_node_that_drops_flannels_vxlan(
+        local_run: Callable[..., OverlayRun]) -> None:
+    # A Kubernetes node whose firewall lets the API server in from h3 only and drops flannel's
+    # VXLAN port (8472/udp, not IANA's 4789): the presets probe exactly those ports.
+    run = local_run(extra_ports=parse_ports("kubernetes,flannel"))
+    run.start()
+    assert run.start_error is None, run.start_error
+    p = run.prefix
+    h3 = next(h.underlay for h in run.plan.hosts if h.name == "h3")
+    subprocess.run(["ip", "netns", "exec", f"{p}-h2", "nft", "-f", "-"], check=True, text=True,
+                   capture_output=True, timeout=30, input=f"""
+table inet {p}_fault {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    tcp dport 6443 ip saddr != {h3} counter drop
+    udp dport 8472 counter drop
+  }}
+}}""")
+    res = run.check("ports")
+    extra = ("6443/tcp", "2379/tcp", "2380/tcp", "10250/tcp", "8472/udp")
+    assert set(extra) <= set(res["h1->h2"].details["probes"])
+    bad = {t: sorted(k for k in extra if r.details["probes"][k]["verdict"] != "pass")
+           for t, r in res.items()}
+    assert bad == {"h1->h2": ["6443/tcp", "8472/udp"], "h3->h2": ["8472/udp"],
+                   "h1->h3": [], "h2->h1": [], "h2->h3": [], "h3->h1": []}, bad
+    assert {t for t, r in res.items() if r.outcome != "pass"} == {"h1->h2", "h3->h2"}
+    assert "6443/tcp filtered" in res["h1->h2"].message

@@ -16,6 +16,10 @@ from pytest_overlay.portspec import parse_ports
     ("2377/tcp, 7946/UDP", [(2377, "tcp"), (7946, "udp")]),
     ("swarm,4789/udp,2377/tcp", [(2377, "tcp"), (7946, "tcp"), (7946, "udp"), (4789, "udp")]),
     ("53/udp,53/udp", [(53, "udp")]),
+    ("kubernetes,flannel", [(6443, "tcp"), (2379, "tcp"), (2380, "tcp"), (10250, "tcp"),
+                            (8472, "udp")]),
+    ("calico", [(179, "tcp"), (5473, "tcp")]),
+    ("cilium,flannel", [(8472, "udp"), (4240, "tcp"), (4244, "tcp")]),
 ])
 def test_parse_ports(spec: str, want: list) -> None:
     assert parse_ports(spec) == want
@@ -23,7 +27,7 @@ def test_parse_ports(spec: str, want: list) -> None:
 
 @pytest.mark.parametrize("spec,named", [
     ("2377", "'2377' has no protocol"), ("2377/sctp", "'2377/sctp' has no protocol"),
-    ("kubernetes", "'kubernetes' has no protocol"), ("0/tcp", "'0' is not a port"),
+    ("openshift", "'openshift' has no protocol"), ("0/tcp", "'0' is not a port"),
     ("70000/udp", "'70000' is not a port"), ("x/tcp", "'x' is not a port"),
     ("2377/tcp,,7946/udp", "empty item"), ("", "empty"),
 ])
