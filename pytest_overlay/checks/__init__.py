@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from types import ModuleType
-from typing import Any, Awaitable, Callable, Dict, List, TypeVar
+from typing import Any, Awaitable, Callable, Dict, List, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -52,6 +52,26 @@ def once_per_session(cache: Any, session: Any, measure: Callable[[], Awaitable[T
         return await asyncio.shield(fut)
 
     return run()
+
+
+def per_host(session: Any, name: str, start: Dict[str, Any], end: Dict[str, Any],
+             judge: Callable[[str, Any, Any], Any]) -> List[Any]:
+    """One result per host of a check that compares a reading taken when the overlay came up
+    (``start``) with one taken now (``end``), both host -> reading: ``judge(host, start,
+    end)``, or the host's unavailability (an error or a skip) where it has no reading now."""
+    from pytest_overlay.models import CheckResult
+
+    out: List[Any] = []
+    for h in session.plan.hosts:
+        why = session.unavailable(h.name)
+        got: Optional[Any] = end.get(h.name)
+        if why is not None or got is None:
+            outcome, msg = why or ("error", f"host {h.name} did not answer")
+            out.append(CheckResult(check=name, src=h.name, outcome=outcome,  # type: ignore[arg-type]
+                                   message=msg))
+            continue
+        out.append(judge(h.name, start.get(h.name), got))
+    return out
 
 
 def get(name: str) -> ModuleType:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from pytest_overlay.checks import per_host
 from pytest_overlay.errors import OverlayError
 from pytest_overlay.models import CheckResult, RunPlan
 
@@ -124,15 +125,4 @@ def judge(host: str, start: Any, end: Any) -> CheckResult:
 
 
 async def run(session: Any) -> List[CheckResult]:
-    end = await session.agent_reads("drops")
-    out: List[CheckResult] = []
-    for h in session.plan.hosts:
-        why = session.unavailable(h.name)
-        got: Optional[Any] = end.get(h.name)
-        if why is not None or got is None:
-            outcome, msg = why or ("error", f"host {h.name} did not answer")
-            out.append(CheckResult(check=NAME, src=h.name, outcome=outcome,  # type: ignore[arg-type]
-                                   message=msg))
-            continue
-        out.append(judge(h.name, session.drops_start.get(h.name), got))
-    return out
+    return per_host(session, NAME, session.drops_start, await session.agent_reads("drops"), judge)

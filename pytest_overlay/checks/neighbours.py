@@ -16,8 +16,9 @@ controller's kernel, which the controller reads itself.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
+from pytest_overlay.checks import per_host
 from pytest_overlay.errors import OverlayError
 from pytest_overlay.models import CheckResult, RunPlan
 
@@ -88,15 +89,4 @@ def judge(host: str, start: Any, end: Any) -> CheckResult:
 
 
 async def run(session: Any) -> List[CheckResult]:
-    end = await session.neighbour_tables()
-    out: List[CheckResult] = []
-    for h in session.plan.hosts:
-        why = session.unavailable(h.name)
-        got: Optional[Any] = end.get(h.name)
-        if why is not None or got is None:
-            outcome, msg = why or ("error", f"host {h.name} did not answer")
-            out.append(CheckResult(check=NAME, src=h.name, outcome=outcome,  # type: ignore[arg-type]
-                                   message=msg))
-            continue
-        out.append(judge(h.name, session.neighbours_start.get(h.name), got))
-    return out
+    return per_host(session, NAME, session.neighbours_start, await session.neighbour_tables(), judge)

@@ -11,10 +11,8 @@ frees every entry.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +21,7 @@ from overlay_agent.io import netns
 from pytest_overlay.checks import conntrack
 from pytest_overlay.naming import new_prefix
 from tests.conftest import needs_root
+from tests.integration import nsread
 
 pytestmark = [needs_root]
 
@@ -45,8 +44,6 @@ for a in range(1, 255):
         if n > cap + 2000:
             raise SystemExit(0)
 """
-READ = "import json; from overlay_agent.io import conntrack; print(json.dumps(conntrack.read()))"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cap() -> int:
@@ -68,10 +65,7 @@ def fill(ns: str) -> None:
 
 
 def read_in(ns: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'agents'}"}
-    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", READ], env=env,
-                         check=True, capture_output=True, text=True, timeout=30).stdout
-    return dict(json.loads(out))
+    return nsread.read_in(ns, "conntrack")
 
 
 def test_a_full_table_is_read_in_its_namespace_and_fails_the_host() -> None:

@@ -12,10 +12,8 @@ namespaces of the run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +21,7 @@ from overlay_agent.io import netns
 from pytest_overlay.checks import drops
 from pytest_overlay.naming import new_prefix
 from tests.conftest import needs_root
+from tests.integration import nsread
 
 pytestmark = [needs_root]
 
@@ -36,8 +35,6 @@ for i in range(n):
     udp = UDP(sport=40000 + i, dport=4789, chksum=None if csum == "auto" else int(csum, 0))
     s.sendto(bytes(IP(src=src, dst=dst) / udp / (b"x" * 64)), (dst, 0))
 """
-READ = "import json; from overlay_agent.io import drops; print(json.dumps(drops.read()))"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def send(ns: str, src: str, dst: str, checksum: str, count: int) -> None:
@@ -46,10 +43,7 @@ def send(ns: str, src: str, dst: str, checksum: str, count: int) -> None:
 
 
 def read_in(ns: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'agents'}"}
-    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", READ], env=env,
-                         check=True, capture_output=True, text=True, timeout=30).stdout
-    return dict(json.loads(out))
+    return nsread.read_in(ns, "drops")
 
 
 def test_bad_checksums_and_rp_filter_drops_are_counted_and_fail_the_host() -> None:

@@ -11,8 +11,8 @@ import pytest
 from overlay_agent.io import clock as agent_clock
 from pytest_overlay.checks import AUDIT, clock
 from pytest_overlay.errors import AgentError
-from pytest_overlay.models import Report
 from pytest_overlay.report import render
+from tests.unit.reports import report_of
 
 SYNCED = {"synchronised": True, "maxerror_ms": 12.0, "esterror_ms": 1.0}
 ADRIFT = {"synchronised": False, "maxerror_ms": 16000.0, "esterror_ms": 16000.0}
@@ -102,9 +102,7 @@ def test_this_kernel_says_whether_its_clock_is_synchronised() -> None:
 def test_it_runs_before_the_control_plane_and_renders() -> None:
     assert AUDIT.index("clock") < AUDIT.index("control-plane")
     results = [clock.judge("h1", _s(0.002), 0.0, 3), clock.judge("h2", _s(30.0, ADRIFT), 0.0, 3)]
-    report = Report(tool_version="0", run_prefix="ov000000", mode="ssh", started_at="t",
-                    finished_at="t", hosts=[], networks=[], results=results,
-                    summary={"pass": 1, "fail": 1})
+    report = report_of(results, mode="ssh")
     text = render(report, width=100)
     table = text[text.index("Clocks"):]
     row = next(ln for ln in table.splitlines() if " h2 " in ln)

@@ -11,8 +11,8 @@ import pytest
 from overlay_agent.io import conntrack as reader
 from pytest_overlay.checks import AUDIT, conntrack
 from pytest_overlay.errors import AgentError
-from pytest_overlay.models import Report
 from pytest_overlay.report import render
+from tests.unit.reports import report_of
 
 HEAD = ("entries  clashres found new invalid ignore delete chainlength insert insert_failed drop "
         "early_drop icmp_error  expect_new expect_create expect_delete search_restart\n")
@@ -115,9 +115,7 @@ def test_it_runs_after_the_overlay_checks_and_renders_a_row_per_host() -> None:
     assert AUDIT.index("conntrack") > AUDIT.index("mtu")  # after every check that sends
     results = [conntrack.judge("h1", _table(), _table()),
                conntrack.judge("h2", _table(), _table(count=1000, early_drop=5))]
-    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="t",
-                    finished_at="t", hosts=[], networks=[], results=results,
-                    summary={"pass": 1, "fail": 1})
+    report = report_of(results, mode="local")
     text = render(report, width=120)
     assert "Connection tracking" in text
     assert "5 early_drop" in text and "100.0 %" in text

@@ -11,8 +11,8 @@ import pytest
 from overlay_agent.io import drops as reader
 from pytest_overlay.checks import AUDIT, drops
 from pytest_overlay.errors import AgentError
-from pytest_overlay.models import Report
 from pytest_overlay.report import render
+from tests.unit.reports import report_of
 
 SNMP = ("Ip: Forwarding DefaultTTL InReceives\nIp: 2 64 100\n"
         "Icmp: InMsgs InErrors InCsumErrors\nIcmp: 5 0 1\n"
@@ -119,9 +119,7 @@ def test_it_runs_last_and_renders_a_row_per_host() -> None:
     assert AUDIT[-1] == "drops"
     results = [drops.judge("h1", _reading(), _reading()),
                drops.judge("h2", _reading(), _reading(rp=5, strict="eth0"))]
-    report = Report(tool_version="0", run_prefix="ov000000", mode="local", started_at="t",
-                    finished_at="t", hosts=[], networks=[], results=results,
-                    summary={"pass": 1, "fail": 1})
+    report = report_of(results, mode="local")
     text = render(report, width=120)
     table = text[text.index("Kernel drops"):]
     row = next(ln for ln in table.splitlines() if " h2 " in ln)
