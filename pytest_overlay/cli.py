@@ -87,6 +87,28 @@ def _lab(args: argparse.Namespace) -> int:
         return 2
 
 
+def _reports(args: argparse.Namespace) -> int:
+    """``show REPORT`` and ``diff OLD NEW``: the terminal's width and colours, like pytest's."""
+    from pathlib import Path
+
+    from pytest_overlay.errors import OverlayError
+    from pytest_overlay.report import diff, render
+
+    color = sys.stdout.isatty() if args.color == "auto" else args.color == "yes"
+    width = shutil.get_terminal_size((100, 24)).columns
+    try:
+        if args.cmd == "show":
+            sys.stdout.write(render(diff.load(Path(args.report)), width=width, color=color))
+            return 0
+        old, new = diff.load(Path(args.old)), diff.load(Path(args.new))
+    except OverlayError as e:
+        sys.stderr.write(f"pytest-overlay {args.cmd}: {e.message}; fix: {e.hint}\n")
+        return 2
+    groups = diff.compare(old, new)
+    sys.stdout.write(diff.render(old, new, groups, width=width, color=color))
+    return 1 if diff.broke(groups) else 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-overlay")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -105,6 +127,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     le.add_argument("argv", nargs=argparse.REMAINDER)
     ld = lab_sub.add_parser("down", help="remove the fleet and the files up wrote")
     ld.add_argument("dir")
+    sh = sub.add_parser("show", help="print a saved report's tables (--overlay-report's file)")
+    sh.add_argument("report")
+    sh.add_argument("--color", choices=["auto", "yes", "no"], default="auto")
+    df = sub.add_parser("diff", help="what broke, was fixed or still fails between two reports "
+                                     "(exit 1 if something broke)")
+    df.add_argument("old")
+    df.add_argument("new")
+    df.add_argument("--color", choices=["auto", "yes", "no"], default="auto")
     d = sub.add_parser("agent-digest",
                        help="SHA-256 of the agent archive this controller deploys (for allow-lists)")
     d.add_argument("--control-plane", choices=["raft", "static"], default="raft",
@@ -124,6 +154,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.cmd == "lab":
         return _lab(args)
+    if args.cmd in ("show", "diff"):
+        return _reports(args)
     if args.cmd == "agent-digest":
         from pytest_overlay.deploy import agent_digest, bundle_for
 

@@ -134,6 +134,21 @@ def test_war_story_example_finds_the_blackhole_and_the_mtu_fix(tmp_path: Path) -
     assert mtu["outcome"] == "fail" and mtu["details"]["recommended"] == 1350
     assert "com.docker.network.driver.mtu=1350" in proc.stdout
 
+    # The fix, then `pytest-overlay diff` of before and after (examples/README.md): the overlay
+    # at the recommended MTU carries h1->h3, and the underlay's blackhole is still there.
+    _, fixed = _audit([*args, "--overlay-mtu=1350", "--overlay-report=fixed.json"], tmp_path)
+    assert fixed.returncode == 1
+    diff = subprocess.run([sys.executable, "-m", "pytest_overlay.cli", "diff", "war.json",
+                           "fixed.json", "--color=no"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert diff.returncode == 0, diff.stdout + diff.stderr  # nothing broke
+    fixed_rows = diff.stdout[diff.stdout.index("Fixed (2)"):diff.stdout.index("Still failing (1)")]
+    assert re.search(r"│ reachability +│ h1->h3\[vni=4096\] ", fixed_rows), fixed_rows
+    assert re.search(r"│ mtu +│ overlay0\[vni=4096\] ", fixed_rows), fixed_rows
+    assert re.search(r"│ pmtu +│ h1->h3 +│ fail +│ fail ",
+                     diff.stdout[diff.stdout.index("Still failing (1)"):]), diff.stdout
+    assert diff.stdout.rstrip().endswith("diff: 2 fixed, 1 still failing; 51 the same")
+
 
 def test_inventory_example_loads_into_a_plan() -> None:
     from pytest_overlay.inventory import load_inventory
