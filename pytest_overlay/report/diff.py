@@ -3,7 +3,8 @@
 ``pytest-overlay diff OLD.json NEW.json`` answers the question after a change (an MTU set, a
 firewall rule opened, a node added) or between two CI runs: results are matched by check and
 test id (``pmtu h1->h3``, ``reachability h1->h2[vni=4096]``), and each pair of outcomes falls
-into one group. The exit status is 1 when something broke (a result that passed or was skipped
+into one group; a result whose outcome stayed while its key figure moved (a path MTU, the
+overhead) is "moved". The exit status is 1 when something broke (a result that passed or was skipped
 now fails or errs, or a new one fails), else 0, so a pipeline can gate on it.
 """
 
@@ -28,7 +29,10 @@ BAD = ("fail", "error")
 Key = Tuple[str, str]
 Row = Tuple[Key, Optional[CheckResult], Optional[CheckResult]]
 #: the groups, in the order they are shown
-GROUPS = ("broke", "fixed", "still failing", "changed", "new", "gone")
+GROUPS = ("broke", "fixed", "still failing", "changed", "moved", "new", "gone")
+#: per check, the figure (a key of ``details``) whose move is news even when the outcome stays:
+#: a path MTU that shrank but still carries the overlay, a different overhead
+FIGURES = {"pmtu": "pmtu", "mtu": "min_path_mtu", "overhead": "overhead"}
 
 
 def load(path: Path) -> Report:
@@ -63,7 +67,17 @@ def group(old: Optional[CheckResult], new: Optional[CheckResult]) -> str:
         return "still failing" if old.outcome in BAD else "broke"
     if old.outcome in BAD:
         return "fixed" if new.outcome == "pass" else "changed"
-    return "changed" if old.outcome != new.outcome else "same"
+    if old.outcome != new.outcome:
+        return "changed"
+    key = FIGURES.get(new.check)
+    if key is not None and old.details.get(key) != new.details.get(key):
+        return "moved"
+    return "same"
+
+
+def _figure(r: Optional[CheckResult]) -> str:
+    key = FIGURES.get(r.check) if r is not None else None
+    return "-" if r is None or key is None else f"{key} {r.details.get(key)}"
 
 
 def compare(old: Report, new: Report) -> Dict[str, List[Row]]:
@@ -96,7 +110,7 @@ def render(old: Report, new: Report, groups: Dict[str, List[Row]], width: int = 
     console.print(f"old: run {old.run_prefix} ({old.mode}, {old.finished_at}), "
                   f"{len(old.results)} results; new: run {new.run_prefix} ({new.mode}, "
                   f"{new.finished_at}), {len(new.results)} results")
-    for name in ("broke", "fixed", "still failing", "changed"):
+    for name in ("broke", "fixed", "still failing", "changed", "moved"):
         rows = groups[name]
         if not rows:
             continue
@@ -104,7 +118,9 @@ def render(old: Report, new: Report, groups: Dict[str, List[Row]], width: int = 
         for col in ("check", "test id", "was", "now", "why (now)"):
             t.add_column(col, no_wrap=col in ("check", "was", "now"), overflow="fold")
         for (check, tid), a, b in rows:
-            t.add_row(check, Text(tid), _outcome(a), _outcome(b), Text(b.message if b else ""))
+            was, now = ((_figure(a), _figure(b)) if name == "moved"
+                        else (_outcome(a), _outcome(b)))
+            t.add_row(check, Text(tid), was, now, Text(b.message if b else ""))
         console.print(t)
     for name in ("new", "gone"):
         rows = groups[name]

@@ -94,3 +94,17 @@ def test_the_commands_exit_with_what_they_found(tmp_path: Path, capsys: pytest.C
     assert cli.main(["diff", str(old), str(tmp_path / "nope.json")]) == 2
     err = capsys.readouterr().err
     assert "pytest-overlay diff:" in err and "nope.json: no such report" in err and "fix:" in err
+
+
+def test_a_path_mtu_that_moved_while_the_check_passes_is_news() -> None:
+    def pm(value: int) -> CheckResult:
+        r = _r("pmtu", "h1", "pass", "h2")
+        return r.model_copy(update={"details": {"pmtu": value, "verdict": "ok"},
+                                    "message": f"ok {value}"})
+
+    g = diff.compare(report_of([pm(1500), _r("drops", "h1", "pass")]),
+                     report_of([pm(1400), _r("drops", "h1", "pass")]))
+    assert _keys(g["moved"]) == ["pmtu h1->h2"] and _keys(g["same"]) == ["drops h1"]
+    assert not diff.broke(g)
+    text = diff.render(report_of([pm(1500)]), report_of([pm(1400)]), g, width=120)
+    assert "Moved (1)" in text and "pmtu 1500" in text and "pmtu 1400" in text
