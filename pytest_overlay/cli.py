@@ -92,13 +92,18 @@ def _reports(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pytest_overlay.errors import OverlayError
-    from pytest_overlay.report import diff, render
+    from pytest_overlay.report import diff, render, render_html
 
     color = sys.stdout.isatty() if args.color == "auto" else args.color == "yes"
     width = shutil.get_terminal_size((100, 24)).columns
     try:
         if args.cmd == "show":
-            sys.stdout.write(render(diff.load(Path(args.report)), width=width, color=color))
+            report = diff.load(Path(args.report))
+            if args.html:
+                Path(args.html).write_text(render_html(report))
+                sys.stdout.write(f"{args.html}: {len(report.results)} results\n")
+                return 0
+            sys.stdout.write(render(report, width=width, color=color))
             return 0
         old, new = diff.load(Path(args.old)), diff.load(Path(args.new))
     except OverlayError as e:
@@ -130,6 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sh = sub.add_parser("show", help="print a saved report's tables (--overlay-report's file)")
     sh.add_argument("report")
     sh.add_argument("--color", choices=["auto", "yes", "no"], default="auto")
+    sh.add_argument("--html", metavar="FILE", help="write the tables as one HTML page to FILE")
     df = sub.add_parser("diff", help="what broke, was fixed or still fails between two reports "
                                      "(exit 1 if something broke)")
     df.add_argument("old")

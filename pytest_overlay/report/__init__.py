@@ -102,6 +102,20 @@ def render(report: Report, width: int = 100, color: bool = False) -> str:
     console = Console(file=buf, width=max(width, 40), force_terminal=color, no_color=not color,
                       color_system="standard" if color else None, highlight=False,
                       soft_wrap=False, emoji=False)
+    _print(console, report)
+    return buf.getvalue()
+
+
+def render_html(report: Report, width: int = 120) -> str:
+    """The same tables as one self-contained HTML page (inline styles, the outcomes in colour),
+    to attach to a ticket or keep as a CI artifact."""
+    console = Console(file=io.StringIO(), width=width, record=True, force_terminal=True,
+                      color_system="standard", highlight=False, soft_wrap=False, emoji=False)
+    _print(console, report)
+    return console.export_html(inline_styles=True)
+
+
+def _print(console: Console, report: Report) -> None:
     console.print(_hosts_table(report))
     for h in report.hosts:
         if h.ssh.get("host_key") == "accepted-new":
@@ -117,4 +131,3 @@ def render(report: Report, width: int = 100, color: bool = False) -> str:
     s = report.summary
     line = ", ".join(f"{s.get(k, 0)} {k}" for k in ("pass", "fail", "error", "skip") if s.get(k))
     console.print(f"overlay: {line or 'no checks ran'} (run {report.run_prefix})")
-    return buf.getvalue()

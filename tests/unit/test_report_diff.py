@@ -108,3 +108,17 @@ def test_a_path_mtu_that_moved_while_the_check_passes_is_news() -> None:
     assert not diff.broke(g)
     text = diff.render(report_of([pm(1500)]), report_of([pm(1400)]), g, width=120)
     assert "Moved (1)" in text and "pmtu 1500" in text and "pmtu 1400" in text
+
+
+def test_show_writes_one_html_page_with_the_tables(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _r("mtu", "overlay0", "fail", vni=4096).model_copy(
+        update={"message": "ip link add vxlan4096 ... dev <underlay-if>"})
+    src = tmp_path / "r.json"
+    src.write_text(report_of([bad, _r("drops", "h1", "pass")]).model_dump_json())
+    assert cli.main(["show", str(src), "--html", str(tmp_path / "r.html")]) == 0
+    assert "r.html: 2 results" in capsys.readouterr().out
+    page = (tmp_path / "r.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html>")
+    assert "Failures" in page and "dev &lt;underlay-if&gt;" in page and "<underlay-if>" not in page
+    assert "color: #800000" in page  # the failure in red
