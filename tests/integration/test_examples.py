@@ -48,6 +48,13 @@ def test_ci_snippet_produces_junit_and_json(snippet: str, tmp_path: Path) -> Non
     names = {c.get("name") for c in cases}
     assert "h1->h2[vni=4096]" in names
     assert (tmp_path / "overlay-report.json").exists()
+    # the page from the saved report, as the snippet makes it
+    show = next(m.group(1) for m in re.finditer(r"\.venv/bin/pytest-overlay (show [^\n]+)", text))
+    done = subprocess.run([sys.executable, "-m", "pytest_overlay.cli", *shlex.split(show)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (tmp_path / "overlay-report.html").read_text()
+    assert "Reachability VNI 4096" in page and "h1-&gt;h2" in page
 
 
 # -- examples/swarm-preflight.md, the war-story lab, examples/inventory.yaml --------------------
