@@ -40,6 +40,18 @@ class RaftInfo:
         self.ready_s: Optional[float] = None
 
 
+def _clock_hint(session: Any, st: Any) -> str:
+    """Why a host could not take part in Raft when its clock is the reason: further from the
+    others' than the Raft transport accepts (checks/clock.py; "" otherwise)."""
+    from pytest_overlay.checks import clock
+
+    clocks = getattr(session, "clocks", {})
+    offsets = {h: s["offset"] for h, s in clocks.items() if isinstance(s, dict)}
+    if st.plan.name not in offsets:
+        return ""
+    return clock.raft_hint(offsets[st.plan.name] - clock.reference(list(offsets.values())))
+
+
 async def bootstrap(session: Any, port: int = DEFAULT_PORT, timeout: float = 30.0) -> RaftInfo:
     """Start Raft on every live agent, publish their endpoints, wait for full replicas."""
     info = RaftInfo(port)
@@ -83,7 +95,7 @@ async def bootstrap(session: Any, port: int = DEFAULT_PORT, timeout: float = 30.
             await session.client(st.plan.name).call("raft_publish", deadline=timeout,
                                                     rpc_timeout=timeout + 10)
         except OverlayError as e:
-            st.fail(f"registering its endpoints by Raft failed: {e.message}")
+            st.fail(f"registering its endpoints by Raft failed: {e.message}{_clock_hint(session, st)}")
 
     await asyncio.gather(*(publish(st) for st in live if st.ok))
     # Every replica must hold every live host's endpoints before the data plane is checked.
@@ -96,9 +108,10 @@ async def bootstrap(session: Any, port: int = DEFAULT_PORT, timeout: float = 30.
                 "raft_wait", endpoints=want, timeout=timeout, rpc_timeout=timeout + 10)
             if not res.get("ok"):
                 st.fail(f"its Raft replica did not receive all {want} endpoints within "
-                        f"{timeout:g} s (has {res['status']['table_size']['endpoints']})")
+                        f"{timeout:g} s (has {res['status']['table_size']['endpoints']})"
+                        f"{_clock_hint(session, st)}")
         except OverlayError as e:
-            st.fail(e.message)
+            st.fail(f"{e.message}{_clock_hint(session, st)}")
 
     await asyncio.gather(*(converge(st) for st in live if st.ok))
     info.ready_s = round(time.monotonic() - t0, 3)

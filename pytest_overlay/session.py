@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from pytest_overlay.errors import AgentError, OverlayError
 from pytest_overlay.models import EndpointPlan, HostPlan, HostReport, NetworkSpec, RunPlan
@@ -125,7 +125,6 @@ class OverlaySession:
             from pytest_overlay.controlplane import bootstrap
 
             await bootstrap(self, port=self.raft_port)
-            self._explain_raft_failures()
         else:
             await self.push_mappings()
         self.timings["overlay_s"] = time.monotonic() - t1
@@ -217,14 +216,12 @@ class OverlaySession:
         got = await asyncio.gather(*(one(st) for st in live))
         return {st.plan.name: g for st, g in zip(live, got)}
 
-    async def clock_samples(self) -> Dict[str, Any]:
-        """Host -> its agent's clock against the controller's (``checks.clock.sample``), or the
-        OverlayError that kept it from answering."""
-        from pytest_overlay.checks import clock
-
+    async def each_live(self, ask: Callable[[Any], Awaitable[Any]]) -> Dict[str, Any]:
+        """Host -> ``await ask(its agent's client)`` for every live host, in parallel, or the
+        OverlayError that kept that host from answering."""
         async def one(st: HostState) -> Any:
             try:
-                return await clock.sample(self.client(st.plan.name))
+                return await ask(self.client(st.plan.name))
             except OverlayError as e:
                 return e
 
@@ -232,32 +229,17 @@ class OverlaySession:
         got = await asyncio.gather(*(one(st) for st in live))
         return {st.plan.name: g for st, g in zip(live, got)}
 
-    def _explain_raft_failures(self) -> None:
-        """A host that could not join Raft while its clock is further from the others' than the
-        Raft transport accepts: say so in its error (else it reads like a network fault)."""
+    async def clock_samples(self) -> Dict[str, Any]:
+        """Host -> its agent's clock against the controller's (``checks.clock.sample``)."""
         from pytest_overlay.checks import clock
 
-        offsets = {h: s["offset"] for h, s in self.clocks.items() if isinstance(s, dict)}
-        ref = clock.reference(list(offsets.values()))
-        for name, st in self.hosts.items():
-            if st.status == "error" and st.error and "Raft" in st.error and name in offsets:
-                hint = clock.raft_hint(offsets[name] - ref)
-                if hint:
-                    st.error += hint
+        return await self.each_live(clock.sample)
 
     async def agent_reads(self, method: str) -> Dict[str, Any]:
         """Host -> what its agent's read-only ``method`` answers now, read in the agent's own
         network namespace (``conntrack``: its connection-tracking table; ``drops``: its drop
-        counters), or the OverlayError that kept the agent from answering."""
-        async def one(st: HostState) -> Any:
-            try:
-                return await self.client(st.plan.name).call(method, rpc_timeout=5)
-            except OverlayError as e:
-                return e
-
-        live = [st for st in self.hosts.values() if st.ok]
-        got = await asyncio.gather(*(one(st) for st in live))
-        return {st.plan.name: g for st, g in zip(live, got)}
+        counters)."""
+        return await self.each_live(lambda client: client.call(method, rpc_timeout=5))
 
     async def collect_counters(self) -> None:
         async def one(st: HostState) -> None:
