@@ -199,33 +199,28 @@ class OverlaySession:
         namespace can read, so the controller reads it once for all of them (``shared``)."""
         from overlay_agent.io import neighbours
 
-        machine: Optional[Dict[str, Any]] = None
+        machine: Dict[str, Any] = {}
 
-        async def one(st: HostState) -> Any:
-            nonlocal machine
-            if st.plan.transport == "netns":
-                if machine is None:
-                    machine = {**neighbours.read(), "shared": True}
-                return machine
-            try:
+        async def ask(st: HostState) -> Any:
+            if st.plan.transport != "netns":
                 return await self.client(st.plan.name).call("neighbours", rpc_timeout=5)
-            except OverlayError as e:
-                return e
+            if not machine:
+                machine.update(neighbours.read(), shared=True)
+            return machine
 
-        live = [st for st in self.hosts.values() if st.ok]
-        got = await asyncio.gather(*(one(st) for st in live))
-        return {st.plan.name: g for st, g in zip(live, got)}
+        return await self.each_live(ask)
 
-    async def each_live(self, ask: Callable[[Any], Awaitable[Any]]) -> Dict[str, Any]:
-        """Host -> ``await ask(its agent's client)`` for every live host, in parallel, or the
-        OverlayError that kept that host from answering."""
+    async def each_live(self, ask: Callable[[HostState], Awaitable[Any]],
+                        only: Optional[Callable[[HostState], bool]] = None) -> Dict[str, Any]:
+        """Host -> ``await ask(its state)`` for every live host (of those ``only`` keeps), in
+        parallel, or the OverlayError that kept that host from answering."""
         async def one(st: HostState) -> Any:
             try:
-                return await ask(self.client(st.plan.name))
+                return await ask(st)
             except OverlayError as e:
                 return e
 
-        live = [st for st in self.hosts.values() if st.ok]
+        live = [st for st in self.hosts.values() if st.ok and (only is None or only(st))]
         got = await asyncio.gather(*(one(st) for st in live))
         return {st.plan.name: g for st, g in zip(live, got)}
 
@@ -233,13 +228,14 @@ class OverlaySession:
         """Host -> its agent's clock against the controller's (``checks.clock.sample``)."""
         from pytest_overlay.checks import clock
 
-        return await self.each_live(clock.sample)
+        return await self.each_live(lambda st: clock.sample(self.client(st.plan.name)))
 
     async def agent_reads(self, method: str) -> Dict[str, Any]:
         """Host -> what its agent's read-only ``method`` answers now, read in the agent's own
         network namespace (``conntrack``: its connection-tracking table; ``drops``: its drop
         counters)."""
-        return await self.each_live(lambda client: client.call(method, rpc_timeout=5))
+        return await self.each_live(
+            lambda st: self.client(st.plan.name).call(method, rpc_timeout=5))
 
     async def collect_counters(self) -> None:
         async def one(st: HostState) -> None:

@@ -15,7 +15,6 @@ not judged. A host with no kernel VXLAN device is a skip: no overlay runs there 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_overlay.checks import overhead as overhead_check
@@ -133,14 +132,9 @@ async def run(session: Any) -> List[CheckResult]:
         return []
     paths = await pmtu_check.measure(session)
 
-    async def one(host: str) -> Any:
-        try:
-            return await session.client(host).call("kernel_overlays", rpc_timeout=60)
-        except OverlayError as e:
-            return e
-
-    live = [h.name for h in hosts if session.unavailable(h.name) is None]
-    scans = dict(zip(live, await asyncio.gather(*(one(h) for h in live))))
+    scans = await session.each_live(
+        lambda st: session.client(st.plan.name).call("kernel_overlays", rpc_timeout=60),
+        only=lambda st: st.plan.transport == "ssh")
     peers_of_vni: Dict[Any, List[str]] = {}
     for host, scan in scans.items():
         if isinstance(scan, dict):

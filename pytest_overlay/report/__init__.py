@@ -96,13 +96,18 @@ def _sections() -> List[Callable[[Report], List[Any]]]:
             neighbours.section, conntrack.section, drops.section]
 
 
+def text_console(buf: io.StringIO, width: int = 100, color: bool = False) -> Console:
+    """A console that writes into ``buf`` as pytest's terminal would: ``width`` columns (40
+    at least), ANSI colours only when ``color``, nothing guessed from the environment."""
+    return Console(file=buf, width=max(width, 40), force_terminal=color, no_color=not color,
+                   color_system="standard" if color else None, highlight=False,
+                   soft_wrap=False, emoji=False)
+
+
 def render(report: Report, width: int = 100, color: bool = False) -> str:
     """The terminal summary as text (ANSI colours only when ``color``)."""
     buf = io.StringIO()
-    console = Console(file=buf, width=max(width, 40), force_terminal=color, no_color=not color,
-                      color_system="standard" if color else None, highlight=False,
-                      soft_wrap=False, emoji=False)
-    _print(console, report)
+    _print(text_console(buf, width, color), report)
     return buf.getvalue()
 
 

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from pytest_overlay.errors import ConfigError
 from pytest_overlay.models import CheckResult, Report
-from pytest_overlay.report import STYLE
+from pytest_overlay.report import STYLE, text_console
 
 BAD = ("fail", "error")
 Key = Tuple[str, str]
@@ -107,9 +106,7 @@ def _outcome(r: Optional[CheckResult]) -> Text:
 def render(old: Report, new: Report, groups: Dict[str, List[Row]], width: int = 100,
            color: bool = False) -> str:
     buf = io.StringIO()
-    console = Console(file=buf, width=max(width, 40), force_terminal=color, no_color=not color,
-                      color_system="standard" if color else None, highlight=False,
-                      soft_wrap=False, emoji=False)
+    console = text_console(buf, width, color)
     console.print(f"old: run {old.run_prefix} ({old.mode}, {old.finished_at}), "
                   f"{len(old.results)} results; new: run {new.run_prefix} ({new.mode}, "
                   f"{new.finished_at}), {len(new.results)} results")
