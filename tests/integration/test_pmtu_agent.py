@@ -106,4 +106,7 @@ def test_random_loss_is_lossy_not_a_small_mtu(make_lab: Any) -> None:
     res = a1.call("pmtu_probe", dsts=["198.18.0.2"])["results"]["198.18.0.2"]
     assert res["verdict"] == "lossy", res
     sent, back = res["controls"]
-    assert back > 0 and (sent - back) + res["lost_below_pmtu"][1] >= 2
+    # Something came back (a control, or sizes: a search that its first round decides can lose
+    # all three of its controls, about one time in 37 at 30 % loss), and the loss is counted.
+    assert back > 0 or res["pmtu"], res
+    assert (sent - back) + res["lost_below_pmtu"][1] >= 2, res
