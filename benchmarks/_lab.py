@@ -8,6 +8,8 @@ packet starts inside one of them.
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +85,19 @@ class BenchLab:
         if left:
             raise RuntimeError(f"namespaces of {self.prefix} left behind: {left}")
         return removed
+
+
+def machine() -> str:
+    """What the figures were measured on (they move a lot between CPUs: docs/benchmarks.md,
+    "Machine"): CPU model, CPU count, kernel release, Python version."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} CPUs, kernel {platform.release()}, "
+            f"Python {platform.python_version()}")

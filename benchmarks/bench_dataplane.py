@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lab import BenchLab
+from _lab import BenchLab, machine
 from _search import search_rate
 from overlay_agent.io import netns
 
@@ -296,6 +296,8 @@ def render(res: Dict[str, Any]) -> str:
                  f"receive coalescing: {res['coalesce']}, "
                  f"{res['seconds']} s per iperf3 run, "
                  f"{res['pings']} pings)")
+    if "machine" in res:
+        lines.append(f"(machine: {res['machine']})")
     return "\n".join(lines)
 
 
@@ -338,7 +340,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ovbench-") as tmp:
         lab = BenchLab(2, Path(tmp))
         try:
-            res: Dict[str, Any] = {"prefix": lab.prefix, "seconds": args.seconds,
+            res: Dict[str, Any] = {"prefix": lab.prefix, "machine": machine(),
+                                   "seconds": args.seconds,
                                    "pings": args.pings,
                                    "dataplane": "portable" if args.portable else "default",
                                    "tap_tso": args.tap_tso,

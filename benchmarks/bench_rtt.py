@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lab import BenchLab
+from _lab import BenchLab, machine
 from _relay import build_c
 from bench_dataplane import Path2, agent_path, kernel_path
 
@@ -141,6 +141,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         finally:
             lab.close()
     kernel = rows[-1][1]
+    print(f"(machine: {machine()})")
     for name, res in rows:
         print(name)
         for i, r, k in zip(args.intervals, res, kernel):
