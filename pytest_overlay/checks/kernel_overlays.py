@@ -9,6 +9,12 @@ other hosts of the same VNI (to every other host if none has it), less the encap
 overhead (50 over IPv4, 70 over IPv6). A device above that fails with the number that fits and
 where to set it: this is the live cluster's "small requests work, large payloads time out".
 
+Over IPv4 the verdict depends on the device's ``df`` setting: with DF on its outer packets
+(``df set``, or ``df inherit`` for TCP, whose packets carry DF) a path that eats its ICMP is a
+blackhole, as for the audit's own VTEP; without (``df unset``, the kernel's default) routers
+fragment the outer packets instead, which works only where fragments pass. Over IPv6 routers
+never fragment, whatever the setting.
+
 Devices in metadata mode (``external``: Cilium, OVS) carry no per-network MTU and are listed,
 not judged. A host with no kernel VXLAN device is a skip: no overlay runs there yet.
 """
@@ -106,17 +112,44 @@ def judge(host: str, scan: Any, paths: Paths, peers_of_vni: Dict[Any, List[str]]
         if mtu <= fits:
             notes.append(f"{_where(dev)} MTU {mtu} fits (up to {fits})")
             continue
-        short = [(b, v) for b, p, v in measured if mtu > p - over]
-        stall = [f"{host}->{b}" for b, v in short if v != "ok"]
-        row["stalling_pairs"] = stall
-        text = (f"{_where(dev)} has MTU {mtu}, but the smallest path MTU from {host} is {least} "
-                f"({', '.join(limiting)}), which leaves {fits}")
+        df = dev.get("df")
+        # Outer IPv4 without DF (df unset, the kernel's default): a router whose next hop is
+        # too small fragments the packet instead of dropping it, so a path that eats its ICMP
+        # is no blackhole for this device (tests/integration/test_kernel_overlays_df.py). What
+        # the host's own link limits, its kernel answers locally for DF traffic either way.
+        df_clear = over == 50 and df not in ("set", "inherit")
+        frag: List[str] = []
+        stall: List[str] = []
+        told: List[str] = []
+        for b, p, v in measured:
+            if mtu <= p - over:
+                continue
+            beyond_host = p < int((paths[(host, b)] or {}).get("local_mtu") or 0)
+            if df_clear and beyond_host:
+                frag.append(f"{host}->{b}")
+            elif v in ("ok", "local-limit"):
+                told.append(f"{host}->{b}")
+            else:
+                stall.append(f"{host}->{b}")
+        row.update(stalling_pairs=stall, fragmenting_pairs=frag)
+        parts: List[str] = []
+        if frag:
+            why = "df unset, the kernel's default" if df else "a kernel before the df setting"
+            parts.append(f"it sends its outer packets without DF ({why}), so on {', '.join(frag)} frames above {fits} "
+                         "are fragmented on the way instead of dropped: they arrive where the "
+                         "underlay passes IPv4 fragments, at two packets and a reassembly each, "
+                         "and stall where a firewall, NAT or load balancer drops fragments")
         if stall:
-            text += (f": on {', '.join(stall)} packets above {fits} are lost and nothing tells "
-                     "the sender, so large payloads stall while small requests work")
-        else:
-            text += (": the underlay reports the drops (ICMP fragmentation needed), so "
-                     "connections recover only after losing their first large packets")
+            inherit = " (df inherit: TCP's packets carry DF)" if df == "inherit" else ""
+            parts.append(f"on {', '.join(stall)} packets above {fits} are lost and nothing tells "
+                         f"the sender{inherit}, so large payloads stall while small requests "
+                         "work")
+        if told:
+            parts.append(f"on {', '.join(told)} the path reports the drops (ICMP fragmentation "
+                         "needed, from a router or the host's own kernel), so connections "
+                         "recover only after losing their first large packets")
+        text = (f"{_where(dev)} has MTU {mtu}, but the smallest path MTU from {host} is {least} "
+                f"({', '.join(limiting)}), which leaves {fits}: " + "; ".join(parts))
         problems.append(f"{text}; fix: {fix(dev, fits)}")
     details = {"devices": rows, "errors": scan.get("errors") or []}
     if problems:

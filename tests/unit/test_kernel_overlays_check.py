@@ -13,12 +13,12 @@ from pytest_overlay.report import render
 def _dev(name: str = "flannel.1", mtu: int = 1450, vni: int = 1, where: str = "host",
          **kw: Any) -> Dict[str, Any]:
     return {"name": name, "where": where, "mtu": mtu, "vni": vni, "port": 8472,
-            "local": "192.0.2.1", "external": False, "up": True, **kw}
+            "local": "192.0.2.1", "external": False, "up": True, "df": "unset", **kw}
 
 
-PATHS = {("h1", "h2"): {"pmtu": 1500, "verdict": "ok"},
-         ("h1", "h3"): {"pmtu": 1400, "verdict": "blackhole"},
-         ("h1", "h4"): {"pmtu": 1400, "verdict": "ok"}}
+PATHS = {("h1", "h2"): {"pmtu": 1500, "verdict": "ok", "local_mtu": 1500},
+         ("h1", "h3"): {"pmtu": 1400, "verdict": "blackhole", "local_mtu": 1500},
+         ("h1", "h4"): {"pmtu": 1400, "verdict": "ok", "local_mtu": 1500}}
 
 
 def _judge(*devs: Dict[str, Any], peers: Any = None) -> Any:
@@ -32,13 +32,43 @@ def test_a_device_within_the_smallest_path_passes() -> None:
     assert r.details["devices"][0]["fits"] == 1350
 
 
-def test_a_device_above_it_fails_with_the_stalling_pairs_and_the_tool_s_fix() -> None:
-    r = _judge(_dev(mtu=1450))
+def test_a_device_with_df_above_it_fails_with_the_stalling_pairs_and_the_tool_s_fix() -> None:
+    r = _judge(_dev(mtu=1450, df="set"))
     assert r.outcome == "fail"
     assert "has MTU 1450, but the smallest path MTU from h1 is 1400 (h1->h3, h1->h4)" in r.message
     assert "on h1->h3 packets above 1350 are lost" in r.message  # the blackhole, not h1->h4
+    assert "on h1->h4 the path reports the drops" in r.message
     assert "\"mtu\": 1350 in flannel's CNI delegate" in r.message
     assert r.details["devices"][0]["stalling_pairs"] == ["h1->h3"]
+    inherit = _judge(_dev(mtu=1450, df="inherit"))
+    assert "on h1->h3 packets above 1350 are lost and nothing tells the sender (df inherit: " \
+        "TCP's packets carry DF)" in inherit.message
+
+
+def test_without_df_over_ipv4_routers_fragment_instead_of_a_blackhole() -> None:
+    """The kernel's default (df unset): the hop that eats its ICMP fragments the outer packet
+    instead, so the verdict says fragments, not a stall (the kernel's behaviour is checked in
+    tests/integration/test_kernel_overlays_df.py)."""
+    for dev in (_dev(mtu=1450), _dev(mtu=1450, df=None)):
+        r = _judge(dev)
+        assert r.outcome == "fail"  # too big still: every full-size frame is two packets
+        assert "are lost" not in r.message and "stall while" not in r.message
+        assert ("without DF (df unset, the kernel's default)" in r.message) == (dev["df"] is not None)
+        assert "on h1->h3, h1->h4 frames above 1350 are fragmented on the way" in r.message
+        assert "stall where a firewall, NAT or load balancer drops fragments" in r.message
+        d = r.details["devices"][0]
+        assert d["fragmenting_pairs"] == ["h1->h3", "h1->h4"] and d["stalling_pairs"] == []
+
+
+def test_a_limit_at_the_host_s_own_link_is_reported_by_its_kernel_and_ipv6_never_fragments() -> None:
+    paths = {("h1", "h2"): {"pmtu": 1400, "verdict": "ok", "local_mtu": 1400},
+             ("h1", "h3"): {"pmtu": 1400, "verdict": "blackhole", "local_mtu": 1500}}
+    own = kernel_overlays.judge("h1", {"devices": [_dev(mtu=1450)], "errors": []}, paths,
+                                {1: ["h1", "h2"]}, ["h2", "h3"], 50)
+    assert "on h1->h2 the path reports the drops" in own.message and "fragmented" not in own.message
+    v6 = kernel_overlays.judge("h1", {"devices": [_dev(mtu=1430, local="2001:db8::1")],
+                                      "errors": []}, paths, {1: ["h1", "h3"]}, ["h2", "h3"], 70)
+    assert "on h1->h3 packets above 1330 are lost" in v6.message and "fragmented" not in v6.message
 
 
 def test_only_the_hosts_that_share_the_vni_count() -> None:

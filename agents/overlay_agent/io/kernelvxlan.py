@@ -43,6 +43,9 @@ def describe(link: Dict[str, Any], where: str) -> Dict[str, Any]:
         # collect_md ("external") devices carry the VNI per packet (Cilium, OVS): their MTU is
         # not the containers' MTU, which those tools set per route or interface
         "external": bool(data.get("external")),
+        # DF on the outer packets: "set", "inherit" (from the inner IPv4 header), "unset" (the
+        # default); None where the kernel does not report it (before Linux 5.2: unset)
+        "df": data.get("df"),
         "up": "UP" in (link.get("flags") or []),
     }
 
