@@ -118,27 +118,40 @@ def judge(host: str, scan: Any, paths: Paths, peers_of_vni: Dict[Any, List[str]]
         # is no blackhole for this device (tests/integration/test_kernel_overlays_df.py). What
         # the host's own link limits, its kernel answers locally for DF traffic either way.
         df_clear = over == 50 and df not in ("set", "inherit")
-        frag: List[str] = []
+        # fragmenting pairs by what the pmtu check's probes without DF found: crossing,
+        # dropped, or not known
+        frag: Dict[Any, List[str]] = {True: [], False: [], None: []}
         stall: List[str] = []
         told: List[str] = []
         for b, p, v in measured:
             if mtu <= p - over:
                 continue
-            beyond_host = p < int((paths[(host, b)] or {}).get("local_mtu") or 0)
-            if df_clear and beyond_host:
-                frag.append(f"{host}->{b}")
+            path = paths[(host, b)] or {}
+            if df_clear and p < int(path.get("local_mtu") or 0):  # a hop beyond the host
+                frag[path.get("fragments")].append(f"{host}->{b}")
             elif v in ("ok", "local-limit"):
                 told.append(f"{host}->{b}")
             else:
                 stall.append(f"{host}->{b}")
-        row.update(stalling_pairs=stall, fragmenting_pairs=frag)
+        row.update(stalling_pairs=stall + frag[False],
+                   fragmenting_pairs=sorted(frag[True] + frag[False] + frag[None]))
         parts: List[str] = []
-        if frag:
+        if frag[True] or frag[False] or frag[None]:
             why = "df unset, the kernel's default" if df else "a kernel before the df setting"
-            parts.append(f"it sends its outer packets without DF ({why}), so on {', '.join(frag)} frames above {fits} "
-                         "are fragmented on the way instead of dropped: they arrive where the "
-                         "underlay passes IPv4 fragments, at two packets and a reassembly each, "
-                         "and stall where a firewall, NAT or load balancer drops fragments")
+            said = [f"on {', '.join(frag[True])} frames above {fits} are fragmented on the way "
+                    "instead of dropped and arrive (the pmtu check's probes without DF "
+                    "crossed), at two packets and a reassembly each"] if frag[True] else []
+            if frag[False]:
+                said.append(f"on {', '.join(frag[False])} frames above {fits} are fragmented on "
+                            "the way and the path drops the fragments (the pmtu check's probes "
+                            "without DF never arrived), so large payloads stall while small "
+                            "requests work")
+            if frag[None]:
+                said.append(f"on {', '.join(frag[None])} frames above {fits} are fragmented on "
+                            "the way instead of dropped: they arrive where the underlay passes "
+                            "IPv4 fragments, at two packets and a reassembly each, and stall "
+                            "where a firewall, NAT or load balancer drops fragments")
+            parts.append(f"it sends its outer packets without DF ({why}), so " + "; ".join(said))
         if stall:
             inherit = " (df inherit: TCP's packets carry DF)" if df == "inherit" else ""
             parts.append(f"on {', '.join(stall)} packets above {fits} are lost and nothing tells "

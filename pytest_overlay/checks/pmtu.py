@@ -130,8 +130,11 @@ def merge_flows(r: Dict[str, Any]) -> Dict[str, Any]:
     for f in flows:
         seen.setdefault((f.get("verdict"), f.get("pmtu")), []).append(f.get("sport"))
     base = {k: v for k, v in r.items() if k != "flows"}
+    # fragments: dropped on any leg speaks for the pair, then crossing on any
+    frags = [f.get("fragments") for f in flows]
+    fragments = False if False in frags else (True if True in frags else None)
     if len(seen) == 1:
-        return {**base, "flows": len(flows)}
+        return {**base, "flows": len(flows), "fragments": fragments}
     # Among equally bad flows, one that located the hop: routers rate-limit their ICMP
     # errors, so of several flows tracing at once some may not hear "time exceeded".
     worst = max(flows, key=lambda f: (_SEVERITY.get(str(f.get("verdict")), 1),
@@ -139,7 +142,7 @@ def merge_flows(r: Dict[str, Any]) -> Dict[str, Any]:
                                       bool((f.get("hop") or {}).get("address"))))
     groups = [{"verdict": v, "pmtu": m, "sports": sorted(p for p in ports if p)}
               for (v, m), ports in sorted(seen.items(), key=lambda kv: -len(kv[1]))]
-    return {**worst, "flows": len(flows), "ecmp": groups}
+    return {**worst, "flows": len(flows), "ecmp": groups, "fragments": fragments}
 
 
 def _flows_note(r: Dict[str, Any]) -> str:
@@ -155,7 +158,19 @@ def _flows_note(r: Dict[str, Any]) -> str:
 
 def judge(src: str, dst: str, r: Dict[str, Any]) -> Tuple[str, str]:
     outcome, message = _judge(src, dst, r)
-    return outcome, _flows_note(r) + message
+    return outcome, _flows_note(r) + message + _fragments_note(r)
+
+
+def _fragments_note(r: Dict[str, Any]) -> str:
+    """What the probes without DF found (IPv4, where a hop beyond the host is smaller)."""
+    f = r.get("fragments")
+    if f is True:
+        return (". IPv4 fragments of full-size packets cross this path: a sender without DF "
+                "(a kernel VXLAN device's default) gets through, fragmented")
+    if f is False:
+        return (". IPv4 fragments are dropped on this path: a sender without DF (a kernel "
+                "VXLAN device's default) stalls here too")
+    return ""
 
 
 def _judge(src: str, dst: str, r: Dict[str, Any]) -> Tuple[str, str]:
@@ -210,7 +225,7 @@ async def run(session: OverlaySession) -> List[CheckResult]:
         outcome, message = judge(a.name, b.underlay, r)
         details = {k: r.get(k) for k in ("verdict", "pmtu", "exact", "local_mtu", "ptb_mtu",
                                          "ptb_from", "hop", "controls", "rounds", "flows",
-                                         "ecmp")}
+                                         "ecmp", "fragments")}
         details.update(src_ip=a.underlay, dst_ip=b.underlay, port=PORT)
         out.append(CheckResult(**base, outcome=outcome, message=message, details=details,  # type: ignore[arg-type]
                                duration_ms=float(r.get("ms") or elapsed)))

@@ -11,7 +11,8 @@ devices are read by the agent's scan, then judged by ``kernel_overlays.judge``:
   a blackhole, and the verdict says so (large payloads stall);
 * the kernel's default (``df unset``): the router fragments the outer packets instead, the
   frames arrive, and the verdict says fragmented, not stalled;
-* the same with IPv4 fragments dropped on the way (at r2): they stall, as the verdict warns.
+* the same with IPv4 fragments dropped on the way (at r2): they stall, and the verdict says so
+  from the search's probes without DF, which did not cross either.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def test_the_verdict_says_what_the_kernel_does(make_lab: Any, df: str, faults: L
         a.call("pmtu_listen")
     path = a1.call("pmtu_probe", dsts=[lab.address("h3")])["results"][lab.address("h3")]
     assert (path["verdict"], path["pmtu"], path["local_mtu"]) == ("blackhole", 1400, 1500), path
+    # the search's probes without DF: do IPv4 fragments cross this path?
+    assert path["fragments"] is not faults, path
 
     for host, peer in (("h1", "h3"), ("h3", "h1")):
         ns = lab.host_ns[host]
@@ -124,10 +127,18 @@ def test_the_verdict_says_what_the_kernel_does(make_lab: Any, df: str, faults: L
                               {("h1", "h3"): path}, {42: ["h1", "h3"]}, ["h3"], 50)
     assert r.outcome == "fail", r.message
     dev = r.details["devices"][0]
+    # the verdict says what the kernel did: stalled where the transfer stalled
+    assert (dev["stalling_pairs"] == ["h1->h3"]) is not crosses, r.message
+    assert ("stall while small requests work" in r.message) is not crosses, r.message
     if df == "set":
-        assert dev["stalling_pairs"] == ["h1->h3"] and "stall while small requests" in r.message
+        assert "packets above 1350 are lost and nothing tells the sender" in r.message
     else:
-        # fragmented, not a blackhole; whether fragments pass decides (the third case)
-        assert dev["fragmenting_pairs"] == ["h1->h3"] and dev["stalling_pairs"] == []
-        assert "fragmented on the way instead of dropped" in r.message
-        assert "stall where a firewall, NAT or load balancer drops fragments" in r.message
+        assert dev["fragmenting_pairs"] == ["h1->h3"]
+        assert ("fragmented on the way instead of dropped and arrive" in r.message) is crosses
+        assert ("the path drops the fragments" in r.message) is not crosses
+    # without the fragment probes' answer the verdict names both outcomes
+    unknown = kernel_overlays.judge("h1", {"devices": devices, "errors": []},
+                                    {("h1", "h3"): {**path, "fragments": None}},
+                                    {42: ["h1", "h3"]}, ["h3"], 50)
+    if df == "unset":
+        assert "stall where a firewall, NAT or load balancer drops fragments" in unknown.message

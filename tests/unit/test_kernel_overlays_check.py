@@ -109,3 +109,18 @@ def test_only_remote_hosts_get_a_test_and_the_table_shows_each_device() -> None:
                     finished_at="t", hosts=[], networks=[], results=results, summary={})
     text = render(report, width=80)
     assert "Overlays already running" in text and "too high" in text and "…" not in text
+
+
+def test_what_the_probes_without_df_found_makes_the_fragment_verdict_definite() -> None:
+    paths = {("h1", "h3"): {**PATHS[("h1", "h3")], "fragments": True},
+             ("h1", "h4"): {**PATHS[("h1", "h4")], "fragments": False}}
+    r = kernel_overlays.judge("h1", {"devices": [_dev(mtu=1450)], "errors": []}, paths,
+                              {1: ["h1", "h3", "h4"]}, ["h3", "h4"], 50)
+    assert r.outcome == "fail"
+    assert ("on h1->h3 frames above 1350 are fragmented on the way instead of dropped and "
+            "arrive (the pmtu check's probes without DF crossed)") in r.message
+    assert ("on h1->h4 frames above 1350 are fragmented on the way and the path drops the "
+            "fragments") in r.message and "stall while small requests work" in r.message
+    assert "where a firewall, NAT or load balancer" not in r.message  # nothing left unknown
+    d = r.details["devices"][0]
+    assert d["fragmenting_pairs"] == ["h1->h3", "h1->h4"] and d["stalling_pairs"] == ["h1->h4"]

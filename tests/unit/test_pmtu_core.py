@@ -7,16 +7,17 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from overlay_agent.core.pmtu import CONTROL, HOP, PmtuSearch, Probe
+from overlay_agent.core.pmtu import CONTROL, FRAG, HOP, PmtuSearch, Probe
 
 
 class Path:
     """A simulated path: routers with the MTU of the link after them; PTB on or off; loss."""
 
     def __init__(self, mtu: int, ptb: bool, routers: List[str], drop_at: int = 1,
-                 loss: float = 0.0, local_mtu: int = 1500, seed: int = 1) -> None:
+                 loss: float = 0.0, local_mtu: int = 1500, seed: int = 1,
+                 frags: bool = True) -> None:
         self.mtu, self.ptb, self.routers, self.drop_at = mtu, ptb, routers, drop_at
-        self.loss, self.local_mtu = loss, local_mtu
+        self.loss, self.local_mtu, self.frags = loss, local_mtu, frags
         self.rng = random.Random(seed)
 
     def run(self, s: PmtuSearch, max_steps: int = 100) -> Dict[str, object]:
@@ -37,6 +38,10 @@ class Path:
             s.on_local_limit(p.id, self.local_mtu, now)
             return
         if self.rng.random() < self.loss:
+            return
+        if p.kind == FRAG:  # no DF: the small hop fragments it; the fragments cross or not
+            if self.frags:
+                s.on_echo(p.id, now)
             return
         hops = len(self.routers)
         if p.ttl and p.ttl <= hops:
@@ -126,7 +131,10 @@ def test_hop_probes_only_for_blackholes() -> None:
         path.deliver(s, p, 0.0)
     out = s.poll(0.3)
     sent += out
-    assert s.done and not any(p.kind == HOP for p in sent)
+    assert [p.kind for p in out if p.kind != CONTROL] == [FRAG] * 3  # then fragments
+    for p in out:
+        path.deliver(s, p, 0.4)
+    assert s.poll(0.6) == [] and s.done and not any(p.kind == HOP for p in sent)
 
 
 def test_poll_waits_for_the_round() -> None:
@@ -215,3 +223,34 @@ def test_a_lossy_path_gets_twice_the_copies() -> None:
             break  # the other controls are lost
     later = s.poll(1.0)
     assert s.loss_seen and sum(1 for p in later if p.size == 1500) == 6
+
+
+@pytest.mark.parametrize("ptb", [True, False], ids=["ptb", "blackhole"])
+@pytest.mark.parametrize("frags", [True, False], ids=["fragments-cross", "fragments-dropped"])
+def test_a_smaller_hop_asks_whether_ipv4_fragments_cross(ptb: bool, frags: bool) -> None:
+    """Beyond the host a hop is smaller: probes of the local MTU without DF tell whether the
+    path carries fragments (what a sender without DF, a kernel VXLAN device by default, needs);
+    the PTB path takes one round more for it, the blackhole asks with its hop probes."""
+    res = Path(1400, ptb=ptb, routers=["r1", "r2"], frags=frags).run(search())
+    assert res["pmtu"] == 1400 and res["verdict"] == ("ok" if ptb else "blackhole")
+    assert res["fragments"] is frags
+    if ptb:
+        assert res["rounds"] == 2
+
+
+def test_fragments_are_not_asked_where_nothing_would_fragment_or_loss_hides_the_answer() -> None:
+    assert Path(1500, ptb=True, routers=["r1"]).run(search())["fragments"] is None
+    own = Path(1500, ptb=True, routers=["r1"], local_mtu=1400).run(search(local_mtu=1400))
+    assert own["verdict"] == "local-limit" and own["fragments"] is None
+    v6 = Path(1400, ptb=True, routers=["r1"]).run(search(family=6))
+    assert v6["pmtu"] == 1400 and v6["fragments"] is None  # IPv6 routers never fragment
+    s = search()
+    s.start(0.0)
+    s.lo, s.hi, s.ptb_mtu = 1399, 1400, 1400
+    probes = s.poll(1.0)  # the round ended: the fragment round starts
+    frag = [p for p in probes if p.kind == FRAG]
+    assert len(frag) == 3 and {p.size for p in frag} == {1500}
+    ctl = [p for p in probes if p.kind == CONTROL]
+    s.on_echo(ctl[0].id, 1.01)  # two controls lost, no fragment back: loss, not an answer
+    s.poll(2.0)
+    assert s.done and s.result()["fragments"] is None

@@ -60,3 +60,20 @@ def test_of_equally_bad_flows_the_one_that_found_the_hop_speaks() -> None:
              _flow(4, "blackhole", 1400, hop=None)]
     got = pmtu.merge_flows({**flows[0], "flows": flows})
     assert got["sport"] == 3 and got["hop"]["address"] == "2001:2:0:1::fe"
+
+
+def test_fragments_dropped_on_any_leg_speak_for_the_pair_and_the_message_says_so() -> None:
+    flows = [_flow(1, "blackhole", 1400, fragments=True), _flow(2, "blackhole", 1400,
+                                                                fragments=False)]
+    got = pmtu.merge_flows({**flows[0], "flows": flows})
+    assert got["fragments"] is False
+    outcome, message = pmtu.judge("h1", "198.18.3.3", got)
+    assert outcome == "fail" and message.endswith(
+        "IPv4 fragments are dropped on this path: a sender without DF (a kernel VXLAN "
+        "device's default) stalls here too")
+    crossing = pmtu.merge_flows({**flows[0], "flows": [flows[0], _flow(3, "blackhole", 1400)]})
+    assert crossing["fragments"] is True
+    assert "IPv4 fragments of full-size packets cross this path" in pmtu.judge(
+        "h1", "198.18.3.3", crossing)[1]
+    none = pmtu.merge_flows({**_flow(1), "flows": [_flow(1), _flow(2)]})
+    assert none["fragments"] is None and "fragments" not in pmtu.judge("h1", "x", none)[1]

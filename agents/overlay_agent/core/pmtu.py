@@ -12,7 +12,11 @@ Rounds, each ending when every probe is answered or ``timeout`` has passed:
    ``width`` sizes between them at once (common plateaus first, then evenly spaced), so the gap
    shrinks by ``width + 1`` per round; a PTB narrows it at once to the MTU it names;
 3. for a blackhole only: large and small probes with TTL 1..``max_ttl``; the last router that
-   answers "time exceeded" to the large ones is where they vanish.
+   answers "time exceeded" to the large ones is where they vanish;
+4. over IPv4, when a hop beyond the host is smaller than the host's own link: probes of the
+   local MTU *without* DF (*fragment* probes, sent with the hop probes or in a round of their
+   own), which a router fragments instead of dropping: do IPv4 fragments cross this path?
+   That is what a sender without DF (a kernel VXLAN device's default) depends on.
 
 A size fails when none of its copies came back in a round whose control probes all came back
 on a path that has shown no loss so far, or else in two rounds where some did: plain loss then
@@ -29,6 +33,7 @@ PLATEAUS = (9000, 8166, 4464, 4352, 2002, 1500, 1492, 1480, 1460, 1450, 1440, 14
 CONTROL = "control"
 SIZE = "size"
 HOP = "hop"
+FRAG = "frag"  # sent without DF: the router fragments it
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class PmtuSearch:
     #: plain loss has shown on this path (a control lost, or only some copies of a size back)
     loss_seen: bool = False
     max_rtt: float = 0.0
+    #: do IPv4 fragments of a full-size packet cross? None: not asked, or loss hid the answer
+    fragments: Optional[bool] = None
     done: bool = False
 
     def __post_init__(self) -> None:
@@ -132,7 +139,7 @@ class PmtuSearch:
     def on_too_big(self, probe_id: int, mtu: int, offender: Optional[str], now: float) -> None:
         """An ICMP "fragmentation needed" / "packet too big" for a probe, naming ``mtu``."""
         s = self._sent.get(probe_id)
-        if s is None:
+        if s is None or s.probe.kind == FRAG:  # (sent without DF: no router should say so)
             return
         s.answered = True
         if 68 <= mtu < s.probe.size:
@@ -159,7 +166,8 @@ class PmtuSearch:
             (self.hops_large if p.size > self.control_size else self.hops_small)[p.ttl] = offender
 
     # -- rounds -------------------------------------------------------------------------------
-    def _new_round(self, now: float, sizes: List[int], hop_size: int = 0) -> List[Probe]:
+    def _new_round(self, now: float, sizes: List[int], hop_size: int = 0,
+                   frag: bool = False) -> List[Probe]:
         self._round += 1
         self._round_started = now
         out: List[Probe] = []
@@ -175,6 +183,9 @@ class PmtuSearch:
             for ttl in range(1, self.max_ttl + 1):
                 out.append(self._probe(hop_size, HOP, ttl))
                 out.append(self._probe(self.control_size, HOP, ttl))
+        if frag:
+            for _ in range(self.copies):
+                out.append(self._probe(self.local_mtu, FRAG))
         self.controls_sent += self.controls
         return out
 
@@ -213,6 +224,10 @@ class PmtuSearch:
                     self._update_hi()
                 else:
                     self._failed_once.add(size)
+        frags = [s.answered for s in mine if s.probe.kind == FRAG]
+        if frags:
+            # one copy across is proof; none across is an answer only in a round without loss
+            self.fragments = True if any(frags) else (False if clean else None)
         if self._phase == "hops" or self._round >= self.max_rounds:
             self.done = True
             return []
@@ -220,9 +235,15 @@ class PmtuSearch:
             self.done = True  # nothing at all comes back: unreachable
             return []
         if self.lo + 1 >= self.hi:
+            # a hop beyond this host is smaller than its own link: would fragments cross it?
+            frag = (self.family == 4 and 0 < self.lo < self.local_mtu
+                    and self.local_limit is None and self.hi <= self.local_mtu)
             if self.ptb_mtu is None and self.hi <= self.local_mtu and self.lo > 0:
                 self._phase = "hops"
-                return self._new_round(now, [], hop_size=self.hi)
+                return self._new_round(now, [], hop_size=self.hi, frag=frag)
+            if frag:
+                self._phase = "hops"  # the last round
+                return self._new_round(now, [], frag=True)
             self.done = True
             return []
         return self._new_round(now, self._candidates())
@@ -284,6 +305,7 @@ class PmtuSearch:
             "path_small": [self.hops_small[t] for t in sorted(self.hops_small)],
             "controls": [self.controls_sent, self.controls_answered],
             "lost_below_pmtu": [self.below_sent, self.below_lost], "rounds": self.rounds_done,
+            "fragments": self.fragments,
         }
 
     def pending(self) -> List[Tuple[int, int]]:

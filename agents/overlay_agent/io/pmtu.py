@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from overlay_agent.core.pmtu import HOP, PmtuSearch, Probe
+from overlay_agent.core.pmtu import FRAG, HOP, PmtuSearch, Probe
 
 MAGIC, REPLY = b"OVPM", b"OVPR"
 _HEAD = struct.Struct("!4sI")
@@ -31,6 +31,7 @@ _REPLY = struct.Struct("!4sII")
 _EE = struct.Struct("=IBBBBII")  # sock_extended_err
 MSG_ERRQUEUE = 0x2000
 IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, IP_RECVERR, IP_PMTUDISC_DO = 10, 3, 11, 2
+IP_PMTUDISC_DONT = 0
 IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE, IPV6_RECVERR, IPV6_PMTUDISC_DO = 23, 3, 25, 2
 SOL_IP, SOL_IPV6 = 0, 41
 IP_MTU, IPV6_MTU = 14, 24
@@ -249,6 +250,8 @@ class _Prober:
         for p in probes:
             if p.kind == HOP:
                 self.sock.setsockopt(*self.ttl_opt, p.ttl)
+            elif p.kind == FRAG:  # without DF, IPv4 only: routers fragment it
+                self.sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
             payload = _HEAD.pack(MAGIC, p.id) + b"\xa5" * max(0, p.size - self.hdr - _HEAD.size)
             try:
                 # A send fails once with the error of an ICMP that arrived since (the socket's
@@ -263,3 +266,5 @@ class _Prober:
             finally:
                 if p.kind == HOP:
                     self.sock.setsockopt(*self.ttl_opt, self.default_ttl)
+                elif p.kind == FRAG:
+                    self.sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
