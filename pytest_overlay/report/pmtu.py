@@ -17,7 +17,8 @@ def section(report: Report) -> List[Any]:
         return []
     t = Table(title="Underlay path MTU", title_justify="left",
               caption="per ordered host pair; 'evidence': who reported the MTU (ICMP), or the hop "
-                      "after which large packets vanish", caption_justify="left")
+                      "after which large packets vanish; 'fragments': whether IPv4 fragments of "
+                      "full-size packets cross (senders without DF)", caption_justify="left")
     for col in ("src", "dst", "verdict", "PMTU", "evidence", "ms"):
         t.add_column(col, justify="right" if col in ("PMTU", "ms") else "left")
     for r in failures_first(rows):
@@ -35,6 +36,8 @@ def section(report: Report) -> List[Any]:
         else:
             c = d.get("controls") or []
             ev = f"controls {c[1]}/{c[0]} back" if len(c) == 2 else r.message[:60]
+        if d.get("fragments") is not None:  # what a sender without DF meets (pmtu step 4)
+            ev += "; fragments " + ("pass" if d["fragments"] else "dropped")
         t.add_row(r.src or "", r.dst or "", Text(str(d.get("verdict") or r.outcome),
                                                  style=STYLE[r.outcome]),
                   str(d.get("pmtu") or "-"), ev, f"{r.duration_ms:.0f}")

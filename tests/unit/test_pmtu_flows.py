@@ -77,3 +77,20 @@ def test_fragments_dropped_on_any_leg_speak_for_the_pair_and_the_message_says_so
         "h1", "198.18.3.3", crossing)[1]
     none = pmtu.merge_flows({**_flow(1), "flows": [_flow(1), _flow(2)]})
     assert none["fragments"] is None and "fragments" not in pmtu.judge("h1", "x", none)[1]
+
+
+def test_the_path_mtu_table_shows_what_the_probes_without_df_found() -> None:
+    from pytest_overlay.models import CheckResult
+    from pytest_overlay.report import render
+    from tests.unit.reports import report_of
+
+    def row(dst: str, fragments: Any) -> CheckResult:
+        return CheckResult(check="pmtu", src="h1", dst=dst, outcome="fail", message="blackhole",
+                           details={"verdict": "blackhole", "pmtu": 1400, "fragments": fragments,
+                                    "hop": {"ttl": 1, "address": "198.18.1.254"}})
+
+    text = render(report_of([row("h2", False), row("h3", True), row("h4", None)]), width=160)
+    lines = {ln.split()[3]: ln for ln in text.splitlines() if ln.startswith("│ h1 ")}
+    assert "vanish after hop 1 198.18.1.254; fragments dropped" in lines["h2"]
+    assert "vanish after hop 1 198.18.1.254; fragments pass" in lines["h3"]
+    assert "fragments" not in lines["h4"]
