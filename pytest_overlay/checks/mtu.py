@@ -90,6 +90,22 @@ def verdict(net: NetworkSpec, hosts: List[str], paths: Dict[Tuple[str, str], Dic
                          "(a tail-loss probe or retransmission timeout); senders that ignore "
                          "ICMP or clear DF keep losing large packets")
         short = [f"{a}->{b}" for a, b, _v in too_small]
+        # What the fix's kernel VXLAN devices meet meanwhile: over IPv4 they leave DF off, so
+        # the small hop fragments their frames; whether those cross, the pmtu probes said.
+        crossing = [f"{a}->{b}" for a, b, _v in too_small
+                    if (paths.get((a, b)) or {}).get("fragments") is True]
+        dropped = [f"{a}->{b}" for a, b, _v in too_small
+                   if (paths.get((a, b)) or {}).get("fragments") is False]
+        details.update(fragments_cross_pairs=crossing, fragments_dropped_pairs=dropped)
+        if crossing or dropped:
+            said = [f"they arrive on {', '.join(crossing)}, where IPv4 fragments cross"] \
+                if crossing else []
+            if dropped:
+                said.append(f"on {', '.join(dropped)} the path drops IPv4 fragments, so they "
+                            "stall there too")
+            parts.append("a kernel VXLAN device at this MTU (Docker Swarm, flannel, Calico: DF "
+                         "off over IPv4 unless created with df set) has its full-size frames "
+                         "fragmented by the small hop instead: " + "; ".join(said))
         split = [p for p in multipath if p in short]
         if split:
             parts.append(f"{', '.join(split)} cross a multipath underlay whose legs differ (see "

@@ -78,3 +78,18 @@ def test_the_table_marks_blackholes_and_the_pairs_that_recover() -> None:
     text = render(report, width=240)
     assert "Overlay MTU" in text and "h1->h3 (no ICMP)" in text
     assert "h2->h3 (PMTUD)" in text and "h3->h2 (PMTUD)" in text
+
+
+def test_what_a_kernel_vxlan_device_meets_there_comes_from_the_fragment_probes() -> None:
+    paths = _paths(1400, "blackhole")
+    paths[("h1", "h3")]["fragments"] = True
+    paths[("h2", "h3")]["fragments"] = False
+    r = verdict(NET, ["h1", "h2", "h3"], paths, {}, FAM)
+    assert r.details["fragments_cross_pairs"] == ["h1->h3"]
+    assert r.details["fragments_dropped_pairs"] == ["h2->h3"]
+    assert ("a kernel VXLAN device at this MTU (Docker Swarm, flannel, Calico: DF off over IPv4 "
+            "unless created with df set) has its full-size frames fragmented by the small hop "
+            "instead: they arrive on h1->h3, where IPv4 fragments cross; on h2->h3 the path "
+            "drops IPv4 fragments, so they stall there too") in r.message
+    unknown = verdict(NET, ["h1", "h2", "h3"], _paths(1400, "blackhole"), {}, FAM)
+    assert "kernel VXLAN device at this MTU" not in unknown.message
